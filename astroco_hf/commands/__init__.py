@@ -1,0 +1,1 @@
+"""Sub-commands of the ``astroco`` CLI (see :mod:`astroco_hf.cli`)."""

@@ -1,0 +1,681 @@
+"""PyTorch AstroCo: a Conformer-style encoder for irregular stellar light curves.
+
+Read top to bottom, this file is the paper (sections 3.1-3.4, appendix A):
+
+    (t, m, sigma) --hide/pad--> input embedding --> M x [MHSA -> conv module -> gated FFN] --> heads
+                                      |                     |          |                |
+                                      +------ x^(0) --------+-- x^(1) ... x^(M) --------+--> scalar mix
+                                                                                              -> masked mean
+
+Shapes: B batch, T sequence length (<= config.max_sequence_length), D = config.d_model,
+H = config.num_heads, M = config.num_layers.
+
+The file only uses relative imports so that `save_pretrained` can ship it as Hub remote code.
+"""
+
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+
+from .configuration_astroco import AstroCoConfig
+
+__all__ = [
+    "AstroCoPreTrainedModel",
+    "AstroCoModel",
+    "AstroCoForMaskedReconstruction",
+    "AstroCoForSequenceClassification",
+    "AstroCoModelOutput",
+    "AstroCoMaskedReconstructionOutput",
+    "AstroCoSequenceClassifierOutput",
+]
+
+# Entries written into every saved config so that any Auto class can load any AstroCo checkpoint as
+# Hub remote code (save_pretrained alone only records AutoConfig and the class being saved).
+AUTO_MAP = {
+    "AutoConfig": "configuration_astroco.AstroCoConfig",
+    "AutoModel": "modeling_astroco.AstroCoModel",
+    "AutoModelForPreTraining": "modeling_astroco.AstroCoForMaskedReconstruction",
+    "AutoModelForSequenceClassification": "modeling_astroco.AstroCoForSequenceClassification",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Input validation
+# ----------------------------------------------------------------------------------------------
+
+
+def _validate_inputs(
+    config: AstroCoConfig,
+    times: torch.Tensor,
+    magnitudes: torch.Tensor,
+    uncertainties: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    masked_positions: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check shapes, dtypes and values; return boolean `(valid, hidden)` masks, both (B, T).
+
+    Values are only checked where the model reads them: times at every valid position, magnitudes and
+    uncertainties at valid positions that are not hidden (hidden values are replaced, never read).
+    """
+    named = {"times": times, "magnitudes": magnitudes, "uncertainties": uncertainties}
+    for name, tensor in named.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise ValueError(f"`{name}` must be a torch.Tensor of shape (batch, seq_len), got {type(tensor).__name__}.")
+        if not tensor.is_floating_point():
+            raise ValueError(f"`{name}` must be a floating-point tensor, got dtype {tensor.dtype}.")
+    if times.dim() != 2:
+        raise ValueError(f"`times` must have shape (batch, seq_len), got {tuple(times.shape)}.")
+    for name, tensor in {"magnitudes": magnitudes, "uncertainties": uncertainties,
+                         "attention_mask": attention_mask, "masked_positions": masked_positions}.items():
+        if tensor is not None and tensor.shape != times.shape:
+            raise ValueError(f"`{name}` has shape {tuple(tensor.shape)} but `times` has {tuple(times.shape)}; "
+                             "all inputs must be (batch, seq_len).")
+    seq_len = times.shape[1]
+    if seq_len > config.max_sequence_length:
+        raise ValueError(
+            f"Sequence length {seq_len} exceeds config.max_sequence_length={config.max_sequence_length}. "
+            "Cut long light curves into windows (astroco_hf.data.sequential_windows or AstroCoEmbedder)."
+        )
+    if seq_len == 0:
+        raise ValueError("Inputs have sequence length 0; every light curve needs at least one observation.")
+
+    if attention_mask is None:
+        valid = torch.ones_like(times, dtype=torch.bool)
+    elif attention_mask.dtype == torch.bool:
+        valid = attention_mask
+    elif attention_mask.is_floating_point() or attention_mask.is_complex():
+        raise ValueError(f"`attention_mask` must be bool or integer (1 = observation, 0 = padding), got {attention_mask.dtype}.")
+    else:
+        valid = attention_mask != 0
+    if masked_positions is None:
+        hidden = torch.zeros_like(valid)
+    elif masked_positions.dtype != torch.bool:
+        raise ValueError(f"`masked_positions` must be a bool tensor (True = value hidden), got {masked_positions.dtype}.")
+    else:
+        hidden = masked_positions & valid
+
+    if torch.compiler.is_compiling():
+        return valid, hidden  # value checks need a host sync; they ran in eager mode already
+    empty_rows = (~valid.any(dim=1)).nonzero().flatten()
+    if empty_rows.numel():
+        raise ValueError(f"Rows {empty_rows.tolist()[:10]} of `attention_mask` have no valid observation.")
+    read = valid & ~hidden
+    for name, tensor, where in (("times", times, valid), ("magnitudes", magnitudes, read),
+                                ("uncertainties", uncertainties, read)):
+        bad = where & ~torch.isfinite(tensor)
+        if bad.any():
+            row, col = bad.nonzero()[0].tolist()
+            raise ValueError(f"`{name}` has a non-finite value at a valid position (row {row}, position {col}); "
+                             "clean the light curve or mark the point as padding in `attention_mask`.")
+    return valid, hidden
+
+
+# ----------------------------------------------------------------------------------------------
+# Input embedding (paper section 3.1)
+# ----------------------------------------------------------------------------------------------
+
+
+class AstroCoTimeEmbedding(nn.Module):
+    """Sinusoidal embedding of (centred) observation times in days: (B, T) -> (B, T, dim).
+
+    Angular frequencies are geometric, `base ** (-2k / dim)` for k = 0 .. dim/2-1; the output is
+    `[sin(t * w), cos(t * w)]`. The frequencies are a non-persistent buffer recomputed in
+    `_init_weights`, so checkpoints stay small and loading never leaves them at zero.
+    """
+
+    def __init__(self, dim: int, base: float) -> None:
+        super().__init__()
+        self.dim = dim
+        self.base = base
+        self.register_buffer("inv_freq", self.frequencies(dim, base), persistent=False)
+
+    @staticmethod
+    def frequencies(dim: int, base: float) -> torch.Tensor:
+        return base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+
+    def forward(self, times: torch.Tensor) -> torch.Tensor:
+        angles = times.float().unsqueeze(-1) * self.inv_freq  # (B, T, dim/2), fp32 even under autocast
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class AstroCoInputEmbedding(nn.Module):
+    """Photometry and time fused into one D-vector per observation: (B, T) x 3 -> (B, T, D).
+
+    `concat` (the paper): Linear(m, sigma) -> D/2 and sinusoid(t) -> D/2 are concatenated, then
+    Linear(D, D) -> GELU -> LayerNorm. `additive` (ablation, Astromer-like): Linear(m, sigma) -> D plus a
+    D-wide sinusoid, followed by the same Linear -> GELU -> LayerNorm.
+    """
+
+    def __init__(self, config: AstroCoConfig) -> None:
+        super().__init__()
+        self.fusion = config.input_fusion
+        part = config.d_model // 2 if self.fusion == "concat" else config.d_model
+        self.photometry_proj = nn.Linear(2, part)
+        self.time_embedding = AstroCoTimeEmbedding(part, config.time_embedding_base)
+        self.fusion_proj = nn.Linear(config.d_model, config.d_model)
+        self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+
+    def forward(self, times: torch.Tensor, magnitudes: torch.Tensor, uncertainties: torch.Tensor) -> torch.Tensor:
+        photometry = self.photometry_proj(torch.stack([magnitudes, uncertainties], dim=-1))
+        time = self.time_embedding(times).to(photometry.dtype)
+        fused = torch.cat([photometry, time], dim=-1) if self.fusion == "concat" else photometry + time
+        return self.layer_norm(F.gelu(self.fusion_proj(fused)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Encoder block sublayers (paper section 3.2)
+# ----------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference attention. q, k, v: (B, H, T, hd); additive mask (B, 1, 1, T) -> (B, T, H, hd)."""
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = F.dropout(scores.softmax(dim=-1), p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+class AstroCoSelfAttention(nn.Module):
+    """Bidirectional multi-head self-attention with a key padding mask: (B, T, D) -> (B, T, D).
+
+    Query, key and value come from one fused projection (the same parameters as three D x D layers).
+    The kernel is chosen by `config._attn_implementation` ("sdpa" by default, "eager" as reference).
+    """
+
+    def __init__(self, config: AstroCoConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_heads
+        self.head_dim = config.d_model // config.num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.qkv_proj = nn.Linear(config.d_model, 3 * config.d_model)
+        self.out_proj = nn.Linear(config.d_model, config.d_model)
+
+    def forward(self, hidden_states: torch.Tensor, attention_bias: torch.Tensor | None) -> torch.Tensor:
+        batch, length, _ = hidden_states.shape
+        qkv = self.qkv_proj(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, hd)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        output, _ = attention(
+            self,
+            query,
+            key,
+            value,
+            attention_bias,
+            dropout=self.config.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            is_causal=False,
+        )
+        return self.out_proj(output.reshape(batch, length, -1))
+
+
+class AstroCoMaskedBatchNorm(nn.Module):
+    """BatchNorm over channels whose statistics only count valid positions: (B, T, D) -> (B, T, D).
+
+    Plain BatchNorm1d would average padding into its batch and running statistics, so the same light
+    curve would be normalised differently depending on how much padding its batch carries. Parameters
+    and buffers keep BatchNorm1d's names. Statistics are computed in fp32. Under DDP each process uses
+    its own batch statistics (as BatchNorm1d does without SyncBatchNorm; a process sees thousands of
+    valid points per step) and DDP broadcasts rank 0's running statistics.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, hidden_states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        x = hidden_states.float()
+        if self.training:
+            weight = valid.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+            count = weight.sum().clamp_min(1.0)
+            mean = (x * weight).sum(dim=(0, 1)) / count
+            var = (((x - mean) * weight) ** 2).sum(dim=(0, 1)) / count
+            with torch.no_grad():
+                unbiased = var * count / (count - 1).clamp_min(1.0)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(unbiased.detach(), self.momentum)
+                self.num_batches_tracked.add_(1)
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        return (x * scale + (self.bias - mean * scale)).to(hidden_states.dtype)
+
+
+class AstroCoConvolutionModule(nn.Module):
+    """LN -> pointwise D->2D -> GLU -> depthwise Conv1d(K) -> masked BatchNorm -> SiLU -> pointwise D->D.
+
+    (B, T, D) -> (B, T, D). Pointwise convolutions are linear layers on the channel-last tensor. The
+    depthwise kernel sees offsets -K//2 .. K-1-K//2 around each step (paper: Y[t] = sum_k W[k] X[t+k-K//2]),
+    so even K is supported; padding positions are zeroed before it, so they contribute exactly as the
+    zero padding at the sequence edges does.
+    """
+
+    def __init__(self, config: AstroCoConfig) -> None:
+        super().__init__()
+        d_model, kernel = config.d_model, config.conv_kernel_size
+        self.pad = (kernel // 2, kernel - 1 - kernel // 2)
+        self.layer_norm = nn.LayerNorm(d_model, eps=config.layer_norm_eps)
+        self.pointwise_in = nn.Linear(d_model, 2 * d_model)
+        self.depthwise = nn.Conv1d(d_model, d_model, kernel, groups=d_model)
+        self.batch_norm = AstroCoMaskedBatchNorm(d_model, config.layer_norm_eps, config.batch_norm_momentum)
+        self.pointwise_out = nn.Linear(d_model, d_model)
+
+    def forward(self, hidden_states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        x = F.glu(self.pointwise_in(self.layer_norm(hidden_states)), dim=-1)  # (B, T, D)
+        x = x * valid.unsqueeze(-1).to(x.dtype)
+        x = self.depthwise(F.pad(x.transpose(1, 2), self.pad)).transpose(1, 2)  # (B, T, D)
+        return self.pointwise_out(F.silu(self.batch_norm(x, valid)))
+
+
+class AstroCoFeedForward(nn.Module):
+    """Gated FFN (paper eq. 1-2): W_out(GELU(W_val x) * sigmoid(W_gate x)), or a plain MLP (ablation).
+
+    (B, T, D) -> (B, T, D). W_val and W_gate are one fused D -> 2rD projection (same parameters).
+    """
+
+    def __init__(self, config: AstroCoConfig) -> None:
+        super().__init__()
+        hidden = config.ffn_expansion * config.d_model
+        self.gated = config.ffn_type == "gated"
+        self.in_proj = nn.Linear(config.d_model, 2 * hidden if self.gated else hidden)
+        self.out_proj = nn.Linear(hidden, config.d_model)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.gated:
+            value, gate = self.in_proj(hidden_states).chunk(2, dim=-1)
+            return self.out_proj(F.gelu(value) * torch.sigmoid(gate))
+        return self.out_proj(F.gelu(self.in_proj(hidden_states)))
+
+
+class AstroCoEncoderLayer(GradientCheckpointingLayer):
+    """One Conformer-style block with post-norm residuals: (B, T, D) -> (B, T, D).
+
+        x = LN(x + Dropout(MHSA(x)))
+        x = LN(x + Dropout(ConvModule(x)))      (when config.use_conv_module)
+        x = LN(x + Dropout(FFN(x)))
+    """
+
+    def __init__(self, config: AstroCoConfig) -> None:
+        super().__init__()
+        d_model, eps = config.d_model, config.layer_norm_eps
+        self.self_attention = AstroCoSelfAttention(config)
+        self.attention_norm = nn.LayerNorm(d_model, eps=eps)
+        self.conv_module = AstroCoConvolutionModule(config) if config.use_conv_module else None
+        self.conv_norm = nn.LayerNorm(d_model, eps=eps) if config.use_conv_module else None
+        self.feed_forward = AstroCoFeedForward(config)
+        self.feed_forward_norm = nn.LayerNorm(d_model, eps=eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states: torch.Tensor, attention_bias: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        x = hidden_states
+        x = self.attention_norm(x + self.dropout(self.self_attention(x, attention_bias)))
+        if self.conv_module is not None:
+            x = self.conv_norm(x + self.dropout(self.conv_module(x, valid)))
+        return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AstroCoModelOutput(ModelOutput):
+    """
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(B, T, D)`): output of the last block.
+        pooler_output (`torch.FloatTensor` of shape `(B, D)`): the light-curve embedding, the scalar
+            mix of all layers averaged over valid positions.
+        hidden_states (`tuple(torch.FloatTensor)`, M+1 tensors `(B, T, D)`, when asked): the input
+            embedding and every block output.
+        layer_weights (`torch.FloatTensor` of shape `(M+1,)`): the normalised layer-mixing weights.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    layer_weights: torch.FloatTensor | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------
+
+
+class AstroCoPreTrainedModel(PreTrainedModel):
+    config: AstroCoConfig
+    base_model_prefix = "astroco"
+    main_input_name = "magnitudes"
+    input_modalities = ("time",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["AstroCoEncoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = True
+    # Trainer must divide the loss by the gradient-accumulation steps itself (see hf-stack pitfalls).
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: AstroCoConfig, *inputs, **kwargs) -> None:
+        super().__init__(config, *inputs, **kwargs)
+        config.auto_map = {**(getattr(config, "auto_map", None) or {}), **AUTO_MAP}
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, AstroCoMaskedBatchNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+        elif isinstance(module, AstroCoTimeEmbedding):
+            init.copy_(module.inv_freq, module.frequencies(module.dim, module.base))
+        elif isinstance(module, AstroCoModel) and module.layer_weights is not None:
+            init.zeros_(module.layer_weights)  # uniform mix at the start
+
+
+class AstroCoModel(AstroCoPreTrainedModel):
+    """The AstroCo encoder: light curves (B, T) -> per-step states (B, T, D) and embeddings (B, D)."""
+
+    def __init__(self, config: AstroCoConfig) -> None:
+        super().__init__(config)
+        self.embeddings = AstroCoInputEmbedding(config)
+        self.layers = nn.ModuleList(AstroCoEncoderLayer(config) for _ in range(config.num_layers))
+        # Scalar mix over x^(0) .. x^(M) (paper section 3.3); only a parameter when it is learned.
+        self.layer_weights = (
+            nn.Parameter(torch.zeros(config.num_layers + 1)) if config.pooling == "scalar_mix" else None
+        )
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def mixing_weights(self) -> torch.Tensor:
+        """Normalised layer weights alpha_0 .. alpha_M, shape (M+1,)."""
+        if self.config.pooling == "scalar_mix":
+            return self.layer_weights.softmax(dim=0)
+        num = self.config.num_layers + 1
+        device = self.embeddings.fusion_proj.weight.device
+        if self.config.pooling == "last":
+            return F.one_hot(torch.tensor(num - 1, device=device), num).float()
+        return torch.full((num,), 1.0 / num, device=device)
+
+    def forward(
+        self,
+        times: torch.Tensor,
+        magnitudes: torch.Tensor,
+        uncertainties: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        masked_positions: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> AstroCoModelOutput | tuple:
+        r"""
+        Args:
+            times (`torch.FloatTensor` of shape `(B, T)`): observation times in days. float64 keeps
+                raw MJD exact while the model centres it.
+            magnitudes (`torch.FloatTensor` of shape `(B, T)`): magnitudes (window-mean subtracted by the
+                data pipeline).
+            uncertainties (`torch.FloatTensor` of shape `(B, T)`): 1-sigma magnitude errors.
+            attention_mask (`torch.LongTensor` or `torch.BoolTensor` of shape `(B, T)`, *optional*):
+                1 for observations, 0 for padding. Padding is excluded from attention, zeroed before the
+                depthwise convolution, left out of BatchNorm statistics and of pooling.
+            masked_positions (`torch.BoolTensor` of shape `(B, T)`, *optional*): True where the value is
+                hidden. The magnitude AND the uncertainty there are replaced by `config.mask_value`
+                before the input projection, so a hidden value never reaches any layer. The time of a
+                hidden point is kept: the model must know where it is asked to predict (the paper's
+                "(m, t) pair" wording would also blank the time, which leaves the target undefined).
+            output_hidden_states (`bool`, *optional*): also return the M+1 layer outputs.
+            return_dict (`bool`, *optional*): return an `AstroCoModelOutput` (default) or a tuple.
+        """
+        config = self.config
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        return_dict = return_dict if return_dict is not None else config.return_dict
+        valid, hidden = _validate_inputs(config, times, magnitudes, uncertainties, attention_mask, masked_positions)
+
+        # Hide values before anything reads them; torch.where (not multiplication) so that NaN at a
+        # hidden or padded position cannot leak.
+        placeholder = ~valid | hidden
+        magnitudes = torch.where(placeholder, config.mask_value, magnitudes)
+        uncertainties = torch.where(placeholder, config.mask_value, uncertainties)
+        times = torch.where(valid, times, 0.0)
+        if config.center_times:
+            mean_time = times.sum(dim=1, keepdim=True) / valid.sum(dim=1, keepdim=True)
+            times = torch.where(valid, times - mean_time, 0.0)
+
+        dtype = self.embeddings.fusion_proj.weight.dtype
+        hidden_states = self.embeddings(times.to(dtype), magnitudes.to(dtype), uncertainties.to(dtype))
+        # Additive key-padding bias (B, 1, 1, T), understood by both eager and sdpa kernels.
+        attention_bias = torch.zeros(valid.shape, dtype=hidden_states.dtype, device=valid.device)
+        attention_bias = attention_bias.masked_fill(~valid, torch.finfo(hidden_states.dtype).min)[:, None, None, :]
+
+        alphas = self.mixing_weights()
+        mixed = alphas[0] * hidden_states
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        for index, layer in enumerate(self.layers, start=1):
+            hidden_states = layer(hidden_states, attention_bias, valid)
+            mixed = mixed + alphas[index] * hidden_states
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+
+        weights = valid.unsqueeze(-1).to(mixed.dtype)  # (B, T, 1)
+        pooled = (mixed * weights).sum(dim=1) / weights.sum(dim=1)  # (B, D)
+
+        output = AstroCoModelOutput(
+            last_hidden_state=hidden_states,
+            pooler_output=pooled,
+            hidden_states=all_hidden_states,
+            layer_weights=alphas,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+@dataclass
+class AstroCoMaskedReconstructionOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, when `labels` are given): RMSE over probed positions.
+        reconstruction (`torch.FloatTensor` of shape `(B, T)`): predicted magnitude at every step.
+        pooler_output (`torch.FloatTensor` of shape `(B, D)`): the light-curve embedding.
+        hidden_states (`tuple(torch.FloatTensor)`, when asked): input embedding and block outputs.
+        layer_weights (`torch.FloatTensor` of shape `(M+1,)`): normalised layer-mixing weights.
+    """
+
+    loss: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    layer_weights: torch.FloatTensor | None = None
+
+
+def masked_rmse(prediction: torch.Tensor, target: torch.Tensor, probed: torch.Tensor) -> torch.Tensor:
+    """Paper eq. 3 over all probed points of the batch: sqrt(mean_{i in M} (m_hat_i - m_i)^2), fp32.
+
+    The clamp keeps the gradient finite when the error is exactly zero or nothing is probed.
+    """
+    probed = probed.to(torch.float32)
+    squared = (prediction.float() - target.float()).square() * probed
+    return (squared.sum() / probed.sum().clamp_min(1.0)).clamp_min(1e-12).sqrt()
+
+
+class AstroCoForMaskedReconstruction(AstroCoPreTrainedModel):
+    """AstroCo with a per-step linear regression head for masked-magnitude pretraining (paper 3.4).
+
+    The head reads the last block's states. The scalar-mix weights only shape the pooled embedding,
+    which the reconstruction loss never sees, so they are frozen here (no gradient would reach them,
+    and DDP runs with `find_unused_parameters=False`); they are learned downstream, with the head.
+    """
+
+    def __init__(self, config: AstroCoConfig) -> None:
+        super().__init__(config)
+        self.astroco = AstroCoModel(config)
+        self.reconstruction_head = nn.Linear(config.d_model, 1)
+        self.post_init()
+        if self.astroco.layer_weights is not None:
+            self.astroco.layer_weights.requires_grad_(False)
+
+    def forward(
+        self,
+        times: torch.Tensor,
+        magnitudes: torch.Tensor,
+        uncertainties: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        masked_positions: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        probed_positions: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> AstroCoMaskedReconstructionOutput | tuple:
+        r"""
+        Args:
+            labels (`torch.FloatTensor` of shape `(B, T)`, *optional*): true (normalised) magnitudes.
+            probed_positions (`torch.BoolTensor` of shape `(B, T)`, *optional*): positions counted in the
+                loss (hidden, randomised and unchanged ones); required with `labels`. Padding is never counted.
+            Other arguments: see `AstroCoModel.forward`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        encoded = self.astroco(times, magnitudes, uncertainties, attention_mask, masked_positions,
+                               output_hidden_states=output_hidden_states, return_dict=True)
+        reconstruction = self.reconstruction_head(encoded.last_hidden_state).squeeze(-1)  # (B, T)
+
+        loss = None
+        if labels is not None:
+            if probed_positions is None:
+                raise ValueError("`probed_positions` is required with `labels`: the loss only counts probed points.")
+            if labels.shape != reconstruction.shape or probed_positions.shape != reconstruction.shape:
+                raise ValueError(f"`labels` {tuple(labels.shape)} and `probed_positions` {tuple(probed_positions.shape)} "
+                                 f"must have the input shape {tuple(reconstruction.shape)}.")
+            if probed_positions.dtype != torch.bool:
+                raise ValueError(f"`probed_positions` must be a bool tensor, got {probed_positions.dtype}.")
+            probed = probed_positions if attention_mask is None else probed_positions & (attention_mask != 0)
+            loss = masked_rmse(reconstruction, labels, probed)
+
+        output = AstroCoMaskedReconstructionOutput(
+            loss=loss,
+            reconstruction=reconstruction,
+            pooler_output=encoded.pooler_output,
+            hidden_states=encoded.hidden_states,
+            layer_weights=encoded.layer_weights,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+@dataclass
+class AstroCoSequenceClassifierOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, when `labels` are given): cross-entropy (or the loss of
+            `config.problem_type`).
+        logits (`torch.FloatTensor` of shape `(B, num_labels)`): class scores.
+        pooler_output (`torch.FloatTensor` of shape `(B, D)`): the light-curve embedding.
+        hidden_states (`tuple(torch.FloatTensor)`, when asked): input embedding and block outputs.
+        layer_weights (`torch.FloatTensor` of shape `(M+1,)`): normalised layer-mixing weights.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    layer_weights: torch.FloatTensor | None = None
+
+
+class AstroCoForSequenceClassification(AstroCoPreTrainedModel):
+    """AstroCo with a linear head on the pooled embedding.
+
+    With `config.freeze_encoder` (or `freeze_encoder()`), only the head and the scalar-mix weights
+    train and the encoder stays in eval mode (no dropout, fixed BatchNorm statistics): the paper's
+    frozen-encoder few-shot protocol.
+    """
+
+    def __init__(self, config: AstroCoConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.astroco = AstroCoModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.post_init()
+        if config.freeze_encoder:
+            self.freeze_encoder()
+
+    def freeze_encoder(self, frozen: bool = True) -> None:
+        """Freeze (or unfreeze) every encoder parameter except the scalar-mix weights."""
+        self.config.freeze_encoder = frozen
+        for name, parameter in self.astroco.named_parameters():
+            parameter.requires_grad = not frozen or name == "layer_weights"
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "AstroCoForSequenceClassification":
+        super().train(mode)
+        if self.config.freeze_encoder:
+            self.astroco.eval()
+        return self
+
+    def forward(
+        self,
+        times: torch.Tensor,
+        magnitudes: torch.Tensor,
+        uncertainties: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        masked_positions: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> AstroCoSequenceClassifierOutput | tuple:
+        r"""
+        Args:
+            labels (`torch.LongTensor` of shape `(B,)`, *optional*): class indices in `[0, num_labels)`.
+            Other arguments: see `AstroCoModel.forward`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        encoded = self.astroco(times, magnitudes, uncertainties, attention_mask, masked_positions,
+                               output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.classifier(self.dropout(encoded.pooler_output))  # (B, num_labels)
+
+        loss = None
+        if labels is not None:
+            if labels.dim() != 1 or labels.shape[0] != logits.shape[0]:
+                raise ValueError(f"`labels` must have shape (batch,) = ({logits.shape[0]},), got {tuple(labels.shape)}.")
+            if not labels.is_floating_point() and ((labels < 0) | (labels >= self.num_labels)).any():
+                raise ValueError(f"`labels` must be class indices in [0, {self.num_labels}), got {labels.tolist()[:10]}.")
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
+
+        output = AstroCoSequenceClassifierOutput(
+            loss=loss,
+            logits=logits,
+            pooler_output=encoded.pooler_output,
+            hidden_states=encoded.hidden_states,
+            layer_weights=encoded.layer_weights,
+        )
+        return output if return_dict else output.to_tuple()

@@ -1,0 +1,249 @@
+"""The model family: paper parameter counts, invariances, leakage, attention kernels, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import make_batch
+from huggingface_hub.errors import StrictDataclassError
+
+from astroco_hf import (
+    AstroCoConfig,
+    AstroCoForMaskedReconstruction,
+    AstroCoForSequenceClassification,
+    AstroCoModel,
+)
+from astroco_hf.cli import main as cli_main
+from astroco_hf.modeling_astroco import AstroCoConvolutionModule
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(("preset", "paper_millions"), [("astroco-s", 5.93), ("astroco-l", 15.19)])
+def test_preset_parameter_counts_match_paper(preset, paper_millions, capsys):
+    model = AstroCoForMaskedReconstruction(AstroCoConfig.from_preset(preset))
+    assert abs(count(model) / 1e6 - paper_millions) / paper_millions < 0.01
+    assert cli_main(["info", "--preset", preset, "--json"]) == 0
+    reported = json.loads(capsys.readouterr().out)["parameters"]
+    assert reported["total"] == count(model)
+    assert reported["heads"] == model.config.d_model + 1  # the one-unit regression head
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"d_model": 30}, "divisible by num_heads"),
+        ({"d_model": 42, "num_heads": 6}, "divisible by 4"),
+        ({"conv_kernel_size": 0}, "conv_kernel_size must be positive"),
+        ({"dropout": 1.0}, "dropout must be in"),
+        ({"pooling": "max"}, "pooling must be one of"),
+        ({"input_fusion": "sum"}, "input_fusion must be one of"),
+    ],
+)
+def test_bad_config_fails_at_construction(overrides, message):
+    with pytest.raises(StrictDataclassError, match=message):
+        AstroCoConfig(**overrides)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="Unknown AstroCo preset"):
+        AstroCoConfig.from_preset("astroco-xl")
+
+
+def test_forward_shapes_and_outputs(tiny_config):
+    model = AstroCoForMaskedReconstruction(tiny_config).eval()
+    batch = make_batch(3, 25, lengths=[25, 10, 18])
+    probed = torch.rand(3, 25) < 0.5
+    out = model(**batch, labels=batch["magnitudes"], probed_positions=probed, output_hidden_states=True)
+    assert out.reconstruction.shape == (3, 25)
+    assert out.pooler_output.shape == (3, tiny_config.d_model)
+    assert len(out.hidden_states) == tiny_config.num_layers + 1
+    assert torch.allclose(out.layer_weights.sum(), torch.tensor(1.0))
+    valid = probed & batch["attention_mask"].bool()
+    expected = (out.reconstruction - batch["magnitudes"])[valid].square().mean().sqrt()
+    assert torch.allclose(out.loss, expected, atol=1e-6)
+    assert model(**batch).loss is None
+    tuple_out = model(**batch, return_dict=False)
+    assert torch.equal(tuple_out[0], out.reconstruction)
+
+
+def test_padding_invariance(tiny_config):
+    model = AstroCoModel(tiny_config).eval()
+    single = make_batch(1, 30, seed=3)
+    reference = model(**single)
+
+    padded = {k: torch.cat([v, torch.full((1, 20), 7.0, dtype=v.dtype)], dim=1) for k, v in single.items()}
+    padded["attention_mask"][:, 30:] = 0
+    others = make_batch(2, 50, seed=4)
+    batched = {k: torch.cat([padded[k], others[k]], dim=0) for k in padded}
+    for inputs in (padded, batched):
+        out = model(**inputs)
+        torch.testing.assert_close(out.last_hidden_state[0, :30], reference.last_hidden_state[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.pooler_output[0], reference.pooler_output[0], atol=1e-5, rtol=0)
+
+
+def test_batch_norm_statistics_ignore_padding(tiny_config):
+    """Training-mode statistics (and so the running buffers) only count valid points."""
+    torch.manual_seed(0)
+    tiny_config.dropout = 0.0
+    short = AstroCoModel(tiny_config).train()
+    long = AstroCoModel(tiny_config).train()
+    long.load_state_dict(short.state_dict())
+    batch = make_batch(2, 20, seed=5)
+    padded = {k: torch.cat([v, torch.full((2, 30), -3.0, dtype=v.dtype)], dim=1) for k, v in batch.items()}
+    padded["attention_mask"][:, 20:] = 0
+    out_short, out_long = short(**batch), long(**padded)
+    torch.testing.assert_close(out_long.last_hidden_state[:, :20], out_short.last_hidden_state, atol=1e-5, rtol=0)
+    bn_short = short.layers[0].conv_module.batch_norm
+    bn_long = long.layers[0].conv_module.batch_norm
+    torch.testing.assert_close(bn_long.running_mean, bn_short.running_mean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(bn_long.running_var, bn_short.running_var, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_hidden_values_never_leak(tiny_config, train_mode):
+    model = AstroCoForMaskedReconstruction(tiny_config).train(train_mode)
+    batch = make_batch(2, 30, seed=6)
+    hidden = torch.zeros(2, 30, dtype=torch.bool)
+    hidden[:, ::3] = True
+    tampered = dict(batch)
+    tampered["magnitudes"] = torch.where(hidden, torch.tensor(float("nan")), batch["magnitudes"])
+    tampered["uncertainties"] = torch.where(hidden, torch.randn(2, 30) * 100, batch["uncertainties"])
+    torch.manual_seed(1)
+    first = model(**batch, masked_positions=hidden, output_hidden_states=True)
+    torch.manual_seed(1)
+    second = model(**tampered, masked_positions=hidden, output_hidden_states=True)
+    assert torch.equal(first.reconstruction, second.reconstruction)
+    for a, b in zip(first.hidden_states, second.hidden_states, strict=True):
+        assert torch.equal(a, b)
+    # Gradients confirm it: the loss does not depend on any hidden input value.
+    magnitudes = batch["magnitudes"].clone().requires_grad_(True)
+    uncertainties = batch["uncertainties"].clone().requires_grad_(True)
+    out = model(batch["times"], magnitudes, uncertainties, batch["attention_mask"], hidden,
+                labels=batch["magnitudes"], probed_positions=hidden)
+    out.loss.backward()
+    assert torch.all(magnitudes.grad[hidden] == 0) and torch.all(uncertainties.grad[hidden] == 0)
+    assert magnitudes.grad[~hidden].abs().sum() > 0
+
+
+def test_eager_and_sdpa_agree(tiny_config):
+    torch.manual_seed(0)
+    eager = AstroCoModel(AstroCoConfig.from_preset("astroco-tiny", attn_implementation="eager")).eval()
+    sdpa = AstroCoModel(AstroCoConfig.from_preset("astroco-tiny")).eval()
+    sdpa.load_state_dict(eager.state_dict())
+    assert eager.config._attn_implementation == "eager" and sdpa.config._attn_implementation == "sdpa"
+    batch = make_batch(3, 40, seed=7, lengths=[40, 13, 27])
+    a, b = eager(**batch), sdpa(**batch)
+    valid = batch["attention_mask"].bool()
+    torch.testing.assert_close(a.last_hidden_state[valid], b.last_hidden_state[valid], atol=1e-5, rtol=0)
+    torch.testing.assert_close(a.pooler_output, b.pooler_output, atol=1e-5, rtol=0)
+
+
+def test_depthwise_convolution_offsets_follow_paper_formula():
+    """Y[t] = sum_k W[k] X[t + k - K//2] for even K: an impulse at t0 lands at t0 + K//2 - k."""
+    config = AstroCoConfig.from_preset("astroco-tiny", conv_kernel_size=4)
+    module = AstroCoConvolutionModule(config)
+    kernel = config.conv_kernel_size
+    x = torch.zeros(1, config.d_model, 12)
+    x[0, :, 6] = 1.0
+    for k in range(kernel):
+        weight = torch.zeros_like(module.depthwise.weight)
+        weight[:, 0, k] = 1.0
+        module.depthwise.weight.data.copy_(weight)
+        module.depthwise.bias.data.zero_()
+        y = module.depthwise(torch.nn.functional.pad(x, module.pad))
+        assert y.shape[-1] == 12
+        assert int(y[0, 0].argmax()) == 6 + kernel // 2 - k
+
+
+def test_time_origin_invariance(tiny_config):
+    model = AstroCoModel(tiny_config).eval()
+    batch = make_batch(2, 30, seed=8)
+    shifted = dict(batch, times=batch["times"] - 50000.0)
+    torch.testing.assert_close(model(**batch).pooler_output, model(**shifted).pooler_output, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda b: b.update(magnitudes=b["magnitudes"][:, :-1]), "`magnitudes` has shape"),
+        (lambda b: b["magnitudes"].__setitem__((0, 3), float("nan")), "`magnitudes` has a non-finite value"),
+        (lambda b: b["times"].__setitem__((1, 2), float("inf")), "`times` has a non-finite value"),
+        (lambda b: b["attention_mask"].__setitem__(1, 0), "no valid observation"),
+        (lambda b: b.update({k: v.repeat(1, 6) for k, v in b.items()}), "exceeds config.max_sequence_length"),
+        (lambda b: b.update(magnitudes=b["magnitudes"].long()), "`magnitudes` must be a floating-point tensor"),
+        (lambda b: b.update(attention_mask=b["attention_mask"].float()), "`attention_mask` must be bool or integer"),
+        (lambda b: b.update(masked_positions=torch.zeros(2, 40)), "`masked_positions` must be a bool tensor"),
+        (lambda b: b.update(times=b["times"].numpy()), "`times` must be a torch.Tensor"),
+    ],
+)
+def test_bad_input_raises_value_error(tiny_config, change, message):
+    model = AstroCoModel(tiny_config)
+    batch = make_batch(2, 40, seed=9)
+    change(batch)
+    with pytest.raises(ValueError, match=message):
+        model(**batch)
+
+
+def test_nan_at_padding_is_harmless(tiny_config):
+    model = AstroCoModel(tiny_config).eval()
+    batch = make_batch(2, 20, seed=10, lengths=[20, 12])
+    batch["magnitudes"][1, 12:] = float("nan")
+    batch["times"][1, 12:] = float("nan")
+    assert torch.isfinite(model(**batch).pooler_output).all()
+
+
+def test_frozen_encoder_trains_only_head_and_mix(tiny_config):
+    tiny_config.freeze_encoder = True
+    model = AstroCoForSequenceClassification(tiny_config).train()
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"astroco.layer_weights", "classifier.weight", "classifier.bias"}
+    assert model.training and not model.astroco.training  # BatchNorm statistics and dropout fixed
+    batch = make_batch(4, 30, seed=11)
+    labels = torch.tensor([0, 1, 2, 1])
+    out = model(**batch, labels=labels)
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, labels))
+    out.loss.backward()
+    assert model.astroco.layer_weights.grad is not None
+    with pytest.raises(ValueError, match="class indices"):
+        model(**batch, labels=torch.tensor([0, 1, 2, 3]))
+
+
+def test_gradient_checkpointing_matches(tiny_config):
+    tiny_config.dropout = 0.0
+    model = AstroCoForMaskedReconstruction(tiny_config).eval()
+    batch = make_batch(2, 30, seed=12)
+    probed = torch.rand(2, 30) < 0.5
+    loss = model(**batch, labels=batch["magnitudes"], probed_positions=probed).loss
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params)
+    model.activation_checkpointing_enable()
+    model.train()
+    model.apply(lambda m: m.eval() if not isinstance(m, AstroCoForMaskedReconstruction) else None)
+    loss_ckpt = model(**batch, labels=batch["magnitudes"], probed_positions=probed).loss
+    grads_ckpt = torch.autograd.grad(loss_ckpt, params)
+    torch.testing.assert_close(loss_ckpt, loss)
+    for a, b in zip(grads, grads_ckpt, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("switches", [
+    {"use_conv_module": False},
+    {"ffn_type": "mlp"},
+    {"input_fusion": "additive"},
+    {"pooling": "last"},
+    {"pooling": "mean_layers"},
+])
+def test_ablation_switches_run(switches):
+    model = AstroCoForMaskedReconstruction(AstroCoConfig.from_preset("astroco-tiny", **switches))
+    batch = make_batch(2, 20, seed=13)
+    out = model(**batch, labels=batch["magnitudes"], probed_positions=torch.ones(2, 20, dtype=torch.bool))
+    out.loss.backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []  # DDP runs with find_unused_parameters=False
+    if switches.get("pooling") == "last":
+        assert out.layer_weights[-1] == 1.0
