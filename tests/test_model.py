@@ -213,6 +213,14 @@ def test_frozen_encoder_trains_only_head_and_mix(tiny_config):
         model(**batch, labels=torch.tensor([0, 1, 2, 3]))
 
 
+def test_frozen_encoder_survives_from_pretrained(tiny_config, tmp_path):
+    AstroCoForMaskedReconstruction(tiny_config).save_pretrained(tmp_path)
+    model = AstroCoForSequenceClassification.from_pretrained(tmp_path, freeze_encoder=True, num_labels=3)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"astroco.layer_weights", "classifier.weight", "classifier.bias"}
+    assert not model.train().astroco.training
+
+
 def test_gradient_checkpointing_matches(tiny_config):
     tiny_config.dropout = 0.0
     model = AstroCoForMaskedReconstruction(tiny_config).eval()

@@ -24,17 +24,20 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 
 def _mix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64 finaliser (a bijection on uint64 with full avalanche); wraps modulo 2**64."""
-    x = (x ^ (x >> np.uint64(30))) * _MIX1
-    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * _MIX1
+        x = (x ^ (x >> np.uint64(27))) * _MIX2
     return x ^ (x >> np.uint64(31))
 
 
-def uniforms(keys: np.ndarray, length: int, stream: int) -> np.ndarray:
-    """Uniform ``[0, 1)`` floats of shape ``(len(keys), length)``: entry ``(b, j)`` depends only on
-    ``(keys[b], stream, j)``. ``stream`` separates independent draws made from the same key."""
-    state = _mix64(keys.astype(np.uint64) ^ _mix64(np.uint64(stream) + _GOLDEN))
-    counters = (np.arange(1, length + 1, dtype=np.uint64) * _GOLDEN)[None, :]
-    bits = _mix64(state[:, None] + counters)
+def uniforms(keys: np.ndarray, positions: np.ndarray | int, stream: int) -> np.ndarray:
+    """Uniform ``[0, 1)`` floats, one per broadcast pair of ``keys`` (uint64) and ``positions``
+    (non-negative ints): the value depends only on ``(key, stream, position)``. ``stream`` separates
+    independent draws made from the same key. E.g. ``uniforms(keys[:, None], np.arange(T), 0)`` is a
+    ``(B, T)`` matrix whose row ``b`` is fixed by ``keys[b]`` alone."""
+    with np.errstate(over="ignore"):
+        state = _mix64(np.asarray(keys, dtype=np.uint64) ^ _mix64(np.uint64(stream) + _GOLDEN))
+        bits = _mix64(state + (np.asarray(positions, dtype=np.uint64) + np.uint64(1)) * _GOLDEN)
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 

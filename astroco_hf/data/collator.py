@@ -1,0 +1,206 @@
+"""BERT-style masking of light-curve windows for masked reconstruction (paper sections 3.1 and 4).
+
+Per window of ``n`` valid points, positions are ranked in a random order; with the cumulative
+fractions (defaults 0.3 / 0.4 / 0.5) the first ``floor(0.3 n + u)`` ranks are *hidden* (magnitude
+and uncertainty set to the zero placeholder), the next ones up to ``floor(0.4 n + u)`` *random*
+(magnitude replaced by the true magnitude of another point of the same window), the next ones up to
+``floor(0.5 n + u)`` *unchanged*; all of them are *probed* (in the loss). ``u ~ U[0, 1)`` is one draw
+per window: the counts are exact for ``n = 200`` and unbiased in expectation for shorter windows
+(plain rounding would bias short windows). Padding ranks last, so it is never probed.
+
+Reproducibility: the random numbers of a window are counter-based functions of one 64-bit key
+(:mod:`~astroco_hf.data._random`). The key is drawn from a generator seeded with ``seed`` (per
+DataLoader worker), so the same seed and the same examples give the same batch; or, where an example
+carries an integer ``mask_seed`` (as :func:`~astroco_hf.data.windows.sequential_windows` adds), the
+key is ``mask_seed`` itself: that window's mask is then fixed, whatever batch, order, worker or
+collator seed it meets. One collator thus serves random training crops and fixed evaluation masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.data.data_collator import DataCollatorMixin
+
+from ._random import ProcessRNG, uniforms
+
+
+class ProbeKind(IntEnum):
+    """What happened to a position (``probe_kind`` output)."""
+
+    NONE = 0
+    HIDDEN = 1
+    RANDOM = 2
+    UNCHANGED = 3
+
+
+_KIND_OF_DEPTH = np.array([ProbeKind.NONE, ProbeKind.UNCHANGED, ProbeKind.RANDOM, ProbeKind.HIDDEN], dtype=np.int8)
+
+
+def _describe(features: Sequence[Mapping[str, Any]], index: int) -> str:
+    object_id = features[index].get("object_id")
+    return f"example {index}" + (f" (object_id {object_id!r})" if object_id is not None else "")
+
+
+@dataclass
+class DataCollatorForMaskedReconstruction(DataCollatorMixin):
+    """Pads normalised windows to ``window_size`` and masks them for ``AstroCoForMaskedReconstruction``.
+
+    Each example is a mapping with ``times``, ``magnitudes``, ``uncertainties`` (1-D, equal lengths
+    ``n <= window_size``, already normalised: see :mod:`~astroco_hf.data.windows`) and optionally an
+    integer ``mask_seed``; other keys are ignored. The batch (shapes ``(B, window_size)``, padding at
+    the end, identical shapes for every batch) is:
+
+    * ``times`` float32: window-mean-subtracted days, 0 at padding;
+    * ``magnitudes`` float32: window-mean-subtracted, random replacements applied, 0 where hidden
+      or padding;
+    * ``uncertainties`` float32: as given, 0 where hidden or padding;
+    * ``attention_mask`` int64: 1 observation, 0 padding;
+    * ``masked_positions`` bool: hidden positions;
+    * ``labels`` float32: the true normalised magnitudes, 0 at padding;
+    * ``probed_positions`` bool: positions in the loss (hidden, random and unchanged);
+    * ``probe_kind`` int8 (:class:`ProbeKind`), only with ``return_probe_kind=True`` (off by
+      default since Trainer passes every key to ``forward``).
+
+    Raises:
+        ValueError: an example lacks a key, has arrays of different lengths, is empty, longer than
+            ``window_size`` or holds non-finite values (naming the example and the field).
+    """
+
+    window_size: int = 200
+    probe_fraction: float = 0.5
+    mask_fraction: float = 0.3
+    random_fraction: float = 0.1
+    unchanged_fraction: float = 0.1
+    seed: int | None = None
+    return_probe_kind: bool = False
+    return_tensors: str = "pt"
+    _rng: ProcessRNG = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fractions = (self.probe_fraction, self.mask_fraction, self.random_fraction, self.unchanged_fraction)
+        if not all(0.0 <= f <= 1.0 for f in fractions):
+            raise ValueError(f"fractions must lie in [0, 1], got {fractions}")
+        if not np.isclose(self.mask_fraction + self.random_fraction + self.unchanged_fraction, self.probe_fraction):
+            raise ValueError(
+                f"mask_fraction + random_fraction + unchanged_fraction must equal probe_fraction, got "
+                f"{self.mask_fraction} + {self.random_fraction} + {self.unchanged_fraction} != {self.probe_fraction}"
+            )
+        if self.window_size < 1:
+            raise ValueError(f"window_size must be >= 1, got {self.window_size}")
+        self._rng = ProcessRNG(self.seed)
+
+    def _stack(
+        self, features: Sequence[Mapping[str, Any]], key: str, lengths: np.ndarray, valid: np.ndarray
+    ) -> np.ndarray:
+        """``features[i][key]`` left-aligned in a zero ``(B, window_size)`` float32 array."""
+        try:
+            sizes = np.fromiter((len(example[key]) for example in features), np.int64, len(features))
+            flat = np.concatenate([example[key] for example in features], dtype=np.float32, casting="unsafe")
+        except (KeyError, TypeError, ValueError):
+            flat, sizes = None, None
+        if flat is None or flat.ndim != 1 or not np.array_equal(sizes, lengths):
+            self._raise_for(features, key, lengths)
+        out = np.zeros(valid.shape, dtype=np.float32)
+        out[valid] = flat
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if bad.size:
+            raise ValueError(f"{_describe(features, int(bad[0]))}: field '{key}' holds NaN or inf")
+        return out
+
+    @staticmethod
+    def _raise_for(features: Sequence[Mapping[str, Any]], key: str, lengths: np.ndarray) -> None:
+        """Find the example that broke the vectorised path and say what is wrong with it."""
+        for i, example in enumerate(features):
+            if key not in example:
+                raise ValueError(f"{_describe(features, i)} has no '{key}'")
+            try:
+                array = np.asarray(example[key], dtype=np.float32)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{_describe(features, i)}: field '{key}' is not numeric ({error})") from None
+            if array.shape != (lengths[i],):
+                raise ValueError(
+                    f"{_describe(features, i)}: field '{key}' has shape {array.shape}, 'times' has {lengths[i]} values"
+                )
+        raise ValueError(f"field '{key}' could not be collated")
+
+    def _keys(self, features: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        keys = self._rng().integers(0, 2**64, size=len(features), dtype=np.uint64)
+        for i, example in enumerate(features):
+            if example.get("mask_seed") is not None:
+                keys[i] = np.uint64(int(example["mask_seed"]) % 2**64)
+        return keys
+
+    def probe_kinds(self, keys: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Kind (:class:`ProbeKind`) of every position, ``(B, window_size)`` int8, for windows with
+        random keys ``keys`` ``(B,)`` and ``lengths`` ``(B,)`` valid points."""
+        size, length = len(keys), self.window_size
+        valid = np.arange(length) < lengths[:, None]
+        # Rank valid positions by a random priority (padding ranks last); the k lowest-priority
+        # positions are those below the k-th smallest priority of the row.
+        priority = np.where(valid, uniforms(keys[:, None], np.arange(length), stream=0), 2.0)
+        ordered = np.concatenate([np.sort(priority, axis=1), np.full((size, 1), 3.0)], axis=1)
+        jitter = uniforms(keys[:, None], 0, stream=1)
+        # Nested sets (probed ⊇ hidden-or-random ⊇ hidden): a position's depth is how many it is in.
+        depth = np.zeros((size, length), dtype=np.int8)
+        for fraction in (self.probe_fraction, self.mask_fraction + self.random_fraction, self.mask_fraction):
+            count = np.floor(fraction * lengths[:, None] + jitter).astype(np.int64)
+            depth += priority < np.take_along_axis(ordered, count, axis=1)
+        kind = _KIND_OF_DEPTH[depth]
+        if (lengths < 2).any():  # a single point has no other point to borrow a magnitude from
+            kind[(kind == ProbeKind.RANDOM) & (lengths[:, None] < 2)] = ProbeKind.UNCHANGED
+        return kind
+
+    def random_sources(
+        self, keys: np.ndarray, lengths: np.ndarray, rows: np.ndarray, columns: np.ndarray
+    ) -> np.ndarray:
+        """For random positions ``(rows, columns)``: the index of another valid point of the same
+        window, uniform over the ``n - 1`` candidates."""
+        draw = uniforms(keys[rows], columns, stream=2)
+        source = np.floor(draw * (lengths[rows] - 1)).astype(np.int64)
+        return source + (source >= columns)  # skip the position itself
+
+    def numpy_call(self, features: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        if not features:
+            raise ValueError("cannot collate an empty list of examples")
+        for i, example in enumerate(features):
+            if "times" not in example:
+                raise ValueError(f"{_describe(features, i)} has no 'times'")
+        lengths = np.fromiter((len(example["times"]) for example in features), np.int64, len(features))
+        for i in np.flatnonzero((lengths < 1) | (lengths > self.window_size)):
+            raise ValueError(
+                f"{_describe(features, int(i))} has {lengths[i]} points; windows need 1..{self.window_size} "
+                "(crop with random_windows or sequential_windows first)"
+            )
+        valid = np.arange(self.window_size) < lengths[:, None]
+        times = self._stack(features, "times", lengths, valid)
+        labels = self._stack(features, "magnitudes", lengths, valid)
+        uncertainties = self._stack(features, "uncertainties", lengths, valid)
+
+        keys = self._keys(features)
+        kind = self.probe_kinds(keys, lengths)
+        hidden = kind == ProbeKind.HIDDEN
+        magnitudes = np.where(hidden, np.float32(0.0), labels)
+        rows, columns = np.nonzero(kind == ProbeKind.RANDOM)
+        magnitudes[rows, columns] = labels[rows, self.random_sources(keys, lengths, rows, columns)]
+        uncertainties = np.where(hidden, np.float32(0.0), uncertainties)
+        batch = {
+            "times": times,
+            "magnitudes": magnitudes,
+            "uncertainties": uncertainties,
+            "attention_mask": valid.astype(np.int64),
+            "masked_positions": hidden,
+            "labels": labels,
+            "probed_positions": kind != ProbeKind.NONE,
+        }
+        if self.return_probe_kind:
+            batch["probe_kind"] = kind
+        return batch
+
+    def torch_call(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        return {name: torch.from_numpy(array) for name, array in self.numpy_call(features).items()}
