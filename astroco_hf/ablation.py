@@ -71,7 +71,7 @@ class AblationConfig:
     split_seed: int = 0  # one object split for every variant and seed
     preset: str = "astroco-tiny"
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    max_steps: int = 150
+    max_steps: int = 250
     max_time_minutes: float = 3.0  # per pretraining run; the step budget normally ends it first
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -79,8 +79,10 @@ class AblationConfig:
     shots: tuple[int, ...] = (20, 100)
     folds: int = 3
     head_seeds: int = 1  # linear-head seeds per fold (the encoder seeds are `seeds`)
+    validation_fraction: float = 0.05
+    test_fraction: float = 0.1
     bands: list[str] | None = None
-    data_root: str | None = None  # ../shared/data by default (see astroco_hf.evaluation.benchmarks)
+    data_root: str | None = None  # folder of the *.parquet files; ../shared/data/lightcurves by default
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.variants) - set(VARIANTS))
@@ -94,9 +96,9 @@ def _default_sources(data_root: str | None) -> list[str]:
     from .evaluation.benchmarks import default_data_root
 
     root = Path(data_root) if data_root else default_data_root()
-    files = sorted((root / "lightcurves").glob("*.parquet"))
+    files = sorted(root.glob("*.parquet"))
     if not files:
-        raise FileNotFoundError(f"no light-curve parquet files under {root / 'lightcurves'}")
+        raise FileNotFoundError(f"no light-curve parquet files in {root}")
     return [str(path) for path in files]
 
 
@@ -120,6 +122,13 @@ def _pretrain_variant(config: AblationConfig, switches: dict[str, Any], seed: in
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         model_overrides={**config.model_overrides, **switches},
+        validation_fraction=config.validation_fraction,
+        test_fraction=config.test_fraction,
+        # One validation pass at the end of the budget: per-step evaluations would cost more than the
+        # training itself at this size, and every variant gets the same number of updates.
+        eval_strategy="steps",
+        eval_steps=config.max_steps,
+        patience=None,
         overwrite=True,
         plot_windows=2,
     )

@@ -14,6 +14,13 @@ from collections.abc import Sequence
 # Sub-command modules, in the order they appear in ``astroco --help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "astroco_hf.commands.info",
+    "astroco_hf.commands.benchmark",
+    "astroco_hf.commands.pretrain",
+    "astroco_hf.commands.prepare",
+    "astroco_hf.commands.release",
+    "astroco_hf.commands.ablate",
+    "astroco_hf.commands.embed",
+    "astroco_hf.commands.fewshot",
 )
 
 

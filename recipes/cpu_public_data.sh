@@ -13,4 +13,7 @@ if [ ! -d ../shared/data/lightcurves ]; then
     exit 1
 fi
 mkdir -p runs
+# One intra-op thread: the tiny model's matrices are small, and on a shared 2-core machine two threads
+# per process ran about ten times slower than one.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 exec python -m astroco_hf.cli pretrain --config configs/pretrain/cpu-public-data.yaml --overwrite "$@"

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=defaults.folds)
     parser.add_argument("--head-seeds", type=int, default=defaults.head_seeds, help="linear-head seeds per fold")
     parser.add_argument("--bands", nargs="+", help="keep only these bands for pretraining")
-    parser.add_argument("--data-root", help="folder holding lightcurves/*.parquet (default ../shared/data)")
+    parser.add_argument("--data-root", help="folder of the light-curve *.parquet files (default ../shared/data/lightcurves)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -293,10 +293,12 @@ def build_pretraining_data(
     bands: Sequence[str] | None = None,
     min_points: int = 5,
     crops_per_curve: int | None = None,
+    split_seed: int | None = None,
 ) -> PretrainingData:
-    """Load, clean and split the sources (:func:`load_lightcurves`), then build the training crops and
-    the evaluation windows (sequential, fixed masks)."""
-    splits, report = load_lightcurves(sources, bands=bands, min_points=min_points, seed=seed,
+    """Load, clean and split the sources (:func:`load_lightcurves`, seeded by ``split_seed``, default
+    ``seed``), then build the training crops and the evaluation windows (sequential, fixed masks)."""
+    split_seed = seed if split_seed is None else split_seed
+    splits, report = load_lightcurves(sources, bands=bands, min_points=min_points, seed=split_seed,
                                       validation_fraction=validation_fraction, test_fraction=test_fraction)
     surveys = sorted({survey for split in splits.values() for survey in split.unique("survey")})
     return PretrainingData(

@@ -227,6 +227,7 @@ def _eval_results(args: PretrainingArguments, data: PretrainingData, trainer: As
             "epochs": round(float(trainer.state.epoch or 0.0), 4),
             "wall_time_s": round(wall_time, 1),
             "seed": args.seed,
+            "split_seed": args.seed if args.split_seed is None else args.split_seed,
             "device": training_args.device.type,
             "precision": {"no": "fp32"}.get(training_args.mixed_precision, training_args.mixed_precision),
             "num_processes": training_args.world_size,
@@ -301,7 +302,7 @@ def pretrain(args: PretrainingArguments, *, callbacks: Sequence[TrainerCallback]
         data = build_pretraining_data(
             args.data, window=args.window, seed=args.seed, validation_fraction=args.validation_fraction,
             test_fraction=args.test_fraction, bands=args.bands, min_points=args.min_points,
-            crops_per_curve=args.crops_per_curve,
+            crops_per_curve=args.crops_per_curve, split_seed=args.split_seed,
         )
     except (ValueError, OSError) as error:  # OSError includes FileNotFoundError
         raise PretrainingInputError(str(error)) from error

@@ -88,6 +88,9 @@ class PretrainingArguments:
     )
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
     seed: int = field(default=42, metadata={"help": "seed of initialisation, splits, crops, masks and dropout"})
+    split_seed: int | None = field(
+        default=None, metadata={"help": "seed of the object split alone (None = seed): compare seeds on one split"}
+    )
     eval_batch_size: int | None = field(default=None, metadata={"help": "per-process evaluation batch (default: training micro-batch)"})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per training process"})
 

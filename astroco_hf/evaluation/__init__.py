@@ -1,0 +1,60 @@
+"""Embeddings and few-shot evaluation of AstroCo encoders.
+
+* :class:`AstroCoEmbedder` / :func:`embed`: one vector per light curve of any length (windows of the
+  data layer, batched by length, point-weighted mean), per-window and per-layer outputs, streaming to
+  parquet.
+* :func:`run_fewshot`: the paper's frozen-encoder few-shot protocol with two reference rows
+  (logistic regression on the embeddings, hand-crafted features), on :data:`BENCHMARKS` or any
+  labelled source; :func:`write_outputs` writes JSON, a markdown table and a confusion-matrix PNG.
+* :func:`finetune_classifier`: ``AstroCoForSequenceClassification`` with ``transformers.Trainer``.
+* :func:`handcrafted_features`; :data:`MACRO_F1_PATH`: the macro-F1 ``evaluate`` module (offline).
+"""
+
+from .benchmarks import BENCHMARKS, Benchmark, LabelledLightCurves, load_benchmark, load_labelled
+from .embed import AstroCoEmbedder, EmbeddingOutput, ParquetSummary, WindowEmbeddings, embed
+from .features import FEATURE_NAMES, handcrafted_features
+from .fewshot import (
+    MACRO_F1_PATH,
+    CachedFeatureHead,
+    FewShotConfig,
+    FewShotResult,
+    format_table,
+    load_macro_f1,
+    run_fewshot,
+    to_classification_model,
+    train_head,
+    write_outputs,
+)
+from .finetune import FineTuneResult, finetune_classifier, labelled_windows, predict_curves
+from .inputs import LightCurveArrays, as_arrays
+
+__all__ = [
+    "AstroCoEmbedder",
+    "EmbeddingOutput",
+    "WindowEmbeddings",
+    "ParquetSummary",
+    "embed",
+    "LightCurveArrays",
+    "as_arrays",
+    "BENCHMARKS",
+    "Benchmark",
+    "LabelledLightCurves",
+    "load_benchmark",
+    "load_labelled",
+    "FEATURE_NAMES",
+    "handcrafted_features",
+    "MACRO_F1_PATH",
+    "load_macro_f1",
+    "FewShotConfig",
+    "FewShotResult",
+    "CachedFeatureHead",
+    "train_head",
+    "to_classification_model",
+    "run_fewshot",
+    "format_table",
+    "write_outputs",
+    "FineTuneResult",
+    "finetune_classifier",
+    "labelled_windows",
+    "predict_curves",
+]
