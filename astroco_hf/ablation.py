@@ -182,17 +182,25 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict[str, Any
                 scores = ", ".join(f"{b} {s}-shot {v:.3f}" for b, d in row["fewshot"].items() for s, v in d.items())
                 print(f"[ablation] {name} seed {seed}: test RMSE hidden {row['test_rmse_hidden']:.4f}; {scores}",
                       flush=True)
+            # Rewritten after every run, so an interrupted comparison still leaves what it measured.
+            report = _write_report(config, sources, per_seed, out_dir, time.monotonic() - started)
+    return report
 
-    summary = {name: _summarise(rows) for name, rows in per_seed.items()}
+
+def _write_report(config: AblationConfig, sources: list[str], per_seed: dict[str, list[dict[str, Any]]],
+                  out_dir: Path, wall_time_s: float) -> dict[str, Any]:
+    done = {name: rows for name, rows in per_seed.items() if rows}
+    summary = {name: _summarise(rows) for name, rows in done.items()}
     report = {
         "config": asdict(config),
         "sources": sources,
         "variants": {name: {"switches": VARIANTS[name].switches, "description": VARIANTS[name].description}
                      for name in config.variants},
+        "complete": all(len(rows) == len(config.seeds) for rows in per_seed.values()),
         "per_seed": per_seed,
         "summary": summary,
         "claims": assess_claims(summary),
-        "wall_time_s": time.monotonic() - started,
+        "wall_time_s": wall_time_s,
     }
     (out_dir / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "ablation.md").write_text(format_ablation_table(report) + "\n")
@@ -262,16 +270,17 @@ def format_ablation_table(report: dict[str, Any]) -> str:
     claim verdicts."""
     names = list(report["summary"])
     metric_names = [m[0] for m in _metrics(report["summary"][names[0]])]
-    lines = ["| variant | parameters | " + " | ".join(metric_names) + " |",
-             "|---|---:|" + "---:|" * len(metric_names)]
+    lines = ["| variant | parameters | seeds | " + " | ".join(metric_names) + " |",
+             "|---|---:|---:|" + "---:|" * len(metric_names)]
     for name in names:
         cells = [f"{mean:.4f} ± {std:.4f}" if "RMSE" in metric else f"{mean:.3f} ± {std:.3f}"
                  for metric, mean, std, _ in _metrics(report["summary"][name])]
-        lines.append(f"| {name} | {report['summary'][name]['parameters']:,} | " + " | ".join(cells) + " |")
+        seeds = report["summary"][name]["test_rmse_hidden"]["n"]
+        lines.append(f"| {name} | {report['summary'][name]['parameters']:,} | {seeds} | " + " | ".join(cells) + " |")
     baseline = report["summary"][names[0]]["baseline_rmse_hidden"]["mean"]
-    seeds = report["config"]["seeds"]
-    lines += ["", f"Mean ± sample std over {len(seeds)} encoder seeds {list(seeds)}; window-mean baseline RMSE on "
-              f"the same hidden points: {baseline:.4f}.", ""]
+    lines += ["", f"Mean ± sample std over encoder seeds (of {list(report['config']['seeds'])}; "
+              f"{'all done' if report['complete'] else 'INCOMPLETE run: the seeds column says how many'}); "
+              f"window-mean baseline RMSE on the same hidden points: {baseline:.4f}.", ""]
     for claim, verdict in report["claims"].items():
         lines.append(f"- {claim}: **{verdict['verdict']}** ({verdict['better']} better, {verdict['worse']} worse, "
                      f"{verdict['within_noise']} within noise, over variants × metrics)")

@@ -143,7 +143,12 @@ class AstroCoTimeEmbedding(nn.Module):
         return base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
 
     def forward(self, times: torch.Tensor) -> torch.Tensor:
-        angles = times.float().unsqueeze(-1) * self.inv_freq  # (B, T, dim/2), fp32 even under autocast
+        inv_freq = self.inv_freq
+        if inv_freq.dtype != torch.float32:
+            # A model cast to bf16 casts this buffer too; three significant digits would shift the phases
+            # of a long baseline by radians, so the frequencies are recomputed in fp32.
+            inv_freq = self.frequencies(self.dim, self.base).to(times.device)
+        angles = times.float().unsqueeze(-1) * inv_freq  # (B, T, dim/2), fp32 even under autocast
         return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
