@@ -3,8 +3,11 @@
 Streams ``../shared/data/lightcurves/*.parquet`` (files in name order, the first ``--curves`` rows)
 through the data layer's counted cleaning and ``AstroCoEmbedder.to_parquet`` in chunks, while a
 background thread samples the process RSS every 50 ms. Prints, per chunk, the curves done and the RSS
-(current and the peak since the previous chunk), then the peak RSS of the first and last quarters
-of the run and the throughput. Memory is bounded when the peak stops growing after the first chunks.
+after the chunk and the peak while it ran), then the peak RSS of the first and last quarters of the
+run and the throughput. After each chunk the C heap is trimmed (glibc ``malloc_trim``), so the
+"after" column is what the process retains, not what the allocator keeps cached: it stays flat when
+nothing accumulates; the per-chunk peak is the working set of one chunk and follows its content
+(longer curves, more full 200-point windows).
 
     python scripts/benchmark_embed_memory.py --model runs/cpu_public_data
     python scripts/benchmark_embed_memory.py            # a random astroco-tiny (same cost as trained)
@@ -13,6 +16,9 @@ of the run and the throughput. Memory is bounded when the peak stops growing aft
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import gc
 import tempfile
 import threading
 import time
@@ -54,6 +60,16 @@ class RSSSampler(threading.Thread):
         return max(rss for _, rss in self.samples[index:]) if self.samples[index:] else float("nan")
 
 
+def trim_heap() -> None:
+    """Return freed memory to the OS (glibc only; elsewhere a no-op), after a garbage collection."""
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name:
+        libc = ctypes.CDLL(name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+
+
 def first_rows(files: list[Path], limit: int, chunk_size: int) -> Iterator[pa.Table]:
     """The first ``limit`` light curves of ``files``, as chunks (read batch by batch)."""
     left = limit
@@ -87,16 +103,20 @@ def main() -> None:
         out = args.out or Path(scratch) / "embeddings.parquet"
         sampler = RSSSampler()
         marks: list[tuple[int, int]] = []  # (curves read, sample index) after each chunk
+        retained: list[float] = []  # RSS after each chunk, heap trimmed
         print(f"model: {model_name}; {args.curves:,} curves from {[f.name for f in files]}; chunks of {args.chunk_size}")
-        print(f"{'curves read':>12} {'elapsed s':>10} {'RSS MiB':>9} {'peak in chunk MiB':>18}")
+        print(f"{'curves read':>12} {'elapsed s':>10} {'RSS after chunk MiB':>20} {'peak in chunk MiB':>18}")
         sampler.start()
 
         def on_chunk(curves_read: int) -> None:
-            index = len(sampler.samples)
             previous = marks[-1][1] if marks else 0
-            marks.append((curves_read, index))
-            elapsed, rss = sampler.samples[-1]
-            print(f"{curves_read:>12,} {elapsed:>10.1f} {rss:>9.1f} {sampler.peak_since(previous):>18.1f}", flush=True)
+            peak = sampler.peak_since(previous)
+            trim_heap()
+            rss = sampler.process.memory_info().rss / 2**20
+            retained.append(rss)
+            marks.append((curves_read, len(sampler.samples)))
+            elapsed = sampler.samples[-1][0]
+            print(f"{curves_read:>12,} {elapsed:>10.1f} {rss:>20.1f} {peak:>18.1f}", flush=True)
 
         summary = embedder.to_parquet(first_rows(files, args.curves, args.chunk_size), out, chunk_size=args.chunk_size,
                                       cleaning=CleaningConfig(), on_chunk=on_chunk)
@@ -108,7 +128,9 @@ def main() -> None:
           f"{summary.cleaning.total.curves_in - summary.cleaning.total.curves_out:,} removed by cleaning) in "
           f"{summary.seconds:.0f} s: {summary.windows / summary.seconds:,.0f} windows/s, "
           f"{summary.curves / summary.seconds:,.0f} curves/s, {torch.get_num_threads()} torch threads")
-    print(f"RSS before the first chunk (model and libraries loaded): {sampler.samples[0][1]:.0f} MiB")
+    print(f"RSS before the first chunk (model and libraries loaded): {sampler.samples[0][1]:.0f} MiB; after each "
+          f"chunk (heap trimmed): first {retained[0]:.0f}, last {retained[-1]:.0f}, range {min(retained):.0f}-"
+          f"{max(retained):.0f} MiB")
     print(f"peak RSS: first quarter of the chunks {first_peak:.0f} MiB, last quarter {last_peak:.0f} MiB, "
           f"whole run {max(rss for _, rss in sampler.samples):.0f} MiB")
 
