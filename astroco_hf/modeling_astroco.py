@@ -320,7 +320,8 @@ class AstroCoConvolutionModule(nn.Module):
             bias = self.depthwise.bias * scale + shift
             x = F.conv1d(x, weight.to(self.depthwise.weight.dtype), bias.to(self.depthwise.bias.dtype),
                          groups=x.shape[1])  # (B, D, T)
-        return self.pointwise_out(F.silu(x).transpose(1, 2))
+        # Contiguous (B, T, D), so the projection is one (B*T, D) GEMM rather than B batched ones.
+        return self.pointwise_out(F.silu(x).transpose(1, 2).contiguous())
 
 
 class AstroCoFeedForward(nn.Module):
