@@ -14,8 +14,6 @@ The file only uses relative imports so that `save_pretrained` can ship it as Hub
 """
 
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch

