@@ -3,11 +3,10 @@ same window, seeding, fixed evaluation masks, the model contract, and bad input.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 from datasets import Dataset
 
 from astroco_hf.data import (
@@ -19,8 +18,6 @@ from astroco_hf.data import (
     sequential_windows,
     to_dataset,
 )
-
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 @pytest.fixture(scope="module")

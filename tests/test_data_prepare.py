@@ -8,14 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 from datasets import load_dataset, load_from_disk
 from huggingface_hub import DatasetCard, HfApi
 
 from astroco_hf.commands import prepare as prepare_command
 from astroco_hf.data import cards as cards_module
 from astroco_hf.data import prepare_dataset
-
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 def run_cli(argv: list[str]) -> int:

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import SHARED_DATA
 
 from astroco_hf.data import (
     ColumnMap,
@@ -25,7 +26,6 @@ from astroco_hf.data import (
 )
 from astroco_hf.data.schema import validate_raw_table
 
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 TAP_DIR = SHARED_DATA / "raw" / "macho" / "tap_photometry"
 CATALOG = SHARED_DATA / "raw" / "macho" / "macho_variable_star_catalog.csv"
 

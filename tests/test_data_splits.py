@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from datasets import Dataset
 
 from astroco_hf.data import (
@@ -16,8 +15,6 @@ from astroco_hf.data import (
     split_by_object,
     to_dataset,
 )
-
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 @pytest.fixture(scope="module")

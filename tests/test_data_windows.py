@@ -3,10 +3,9 @@ offsets; random crops are contiguous, fresh at every access and seeded."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from datasets import Dataset
 
 from astroco_hf.data import (
@@ -17,8 +16,6 @@ from astroco_hf.data import (
     to_dataset,
     window_bounds,
 )
-
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
