@@ -255,3 +255,75 @@ def test_ablation_switches_run(switches):
     assert unused == []  # DDP runs with find_unused_parameters=False
     if switches.get("pooling") == "last":
         assert out.layer_weights[-1] == 1.0
+
+
+def test_depthwise_convolution_backward_matches_autograd():
+    """The written-out CPU backward of the depthwise convolution: gradcheck in float64, and equal to
+    autograd of F.conv1d in fp32 and (to bf16 rounding) under bf16 autocast."""
+    from astroco_hf.modeling_astroco import _depthwise_conv1d, _DepthwiseConv1dFunction
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 9, dtype=torch.float64, generator=generator, requires_grad=True)
+    weight = torch.randn(3, 1, 4, dtype=torch.float64, generator=generator, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, generator=generator, requires_grad=True)
+    assert torch.autograd.gradcheck(_DepthwiseConv1dFunction.apply, (x, weight, bias))
+
+    conv = torch.nn.Conv1d(16, 16, 8, groups=16)
+    x = torch.randn(4, 16, 47, generator=generator, requires_grad=True)
+    grad = torch.randn(4, 16, 40, generator=generator)
+    for autocast, tolerance in ((False, 1e-5), (True, 2e-2)):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            expected = torch.autograd.grad(conv(x), (x, conv.weight, conv.bias), grad)
+            output = _depthwise_conv1d(x, conv)
+        assert output.dtype == (torch.bfloat16 if autocast else torch.float32)
+        actual = torch.autograd.grad(output, (x, conv.weight, conv.bias), grad)
+        for a, e in zip(actual, expected, strict=True):
+            assert a.dtype == e.dtype and a.shape == e.shape
+            assert float((a - e).norm() / e.norm()) < tolerance
+
+
+def test_residual_dropout_keeps_probability_and_scale():
+    from astroco_hf.modeling_astroco import AstroCoResidualDropout
+
+    dropout = AstroCoResidualDropout(0.25)
+    residual = torch.randn(64, 50, 32)
+    update = torch.full((64, 50, 32), 2.0, requires_grad=True)
+    torch.manual_seed(0)
+    output = dropout(residual, update)
+    added = (output - residual).detach()
+    kept = added.abs() > 1.0
+    assert abs(float(kept.float().mean()) - 0.75) < 0.01  # keep probability 1 - p over 102,400 draws
+    torch.testing.assert_close(added[kept], torch.full_like(added[kept], 2.0 / 0.75))
+    assert float(added[~kept].abs().max()) < 1e-6
+    (grad,) = torch.autograd.grad(output.sum(), update)
+    torch.testing.assert_close(grad, kept.float() / 0.75)  # the gradient goes through the same mask
+    torch.manual_seed(0)
+    torch.testing.assert_close(dropout(residual, update), output)  # seeded like any torch dropout
+    dropout.eval()
+    torch.testing.assert_close(dropout(residual, update), residual + update)
+    assert isinstance(dropout, torch.nn.Dropout)
+
+
+@pytest.mark.parametrize("lengths", [None, [40, 31, 12, 40]])
+def test_training_step_matches_plain_convolution_autograd(lengths):
+    """Without dropout, a training forward/backward through the written-out depthwise backward equals
+    the same model run through nn.Conv1d's own autograd, with and without padding."""
+    import astroco_hf.modeling_astroco as modeling
+
+    config = AstroCoConfig.from_preset("astroco-tiny", dropout=0.0)
+    torch.manual_seed(0)
+    model = AstroCoForMaskedReconstruction(config).train()
+    batch = make_batch(batch=4, length=40, seed=1, lengths=lengths)
+    targets = {"labels": batch["magnitudes"], "probed_positions": batch["attention_mask"].bool()}
+    parameters = [p for p in model.parameters() if p.requires_grad]
+
+    def loss_and_grads() -> list[torch.Tensor]:
+        loss = model(**batch, **targets).loss
+        return [loss, *torch.autograd.grad(loss, parameters)]
+
+    fast = loss_and_grads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(modeling, "_depthwise_conv1d", lambda x, conv: conv(x))
+        plain = loss_and_grads()
+    for a, b in zip(fast, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from transformers import AutoModelForPreTraining, TrainerCallback
 
 import astroco_hf
@@ -65,6 +66,17 @@ def test_saved_model_loads_with_auto_class(finished_run):
     model = AutoModelForPreTraining.from_pretrained(finished_run.output_dir)
     assert isinstance(model, astroco_hf.AstroCoForMaskedReconstruction)
     assert model.config.d_model == 32 and model.config.max_sequence_length == 64
+    # CPU training ran with eager attention; that choice is not saved with the model.
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_attention_kernel_for_training(tmp_path):
+    from astroco_hf.training.pretrain import _attention_kernel
+
+    args = tiny_args(tmp_path)
+    expected = "sdpa" if torch.accelerator.is_available() else "eager"
+    assert args.attn_implementation is None and _attention_kernel(args) == expected
+    assert _attention_kernel(tiny_args(tmp_path, attn_implementation="sdpa")) == "sdpa"
 
 
 def test_training_config_is_a_reusable_config_file(finished_run):
@@ -155,6 +167,7 @@ def _lightcurve_parquet(path: Path, points: int, drop: tuple[str, ...] = ()) -> 
         ("unwritable_output", "not writable"),
         ("missing_source", "does not exist"),
         ("bad_flag_value", "cannot use"),
+        ("bad_attention_kernel", "attn_implementation must be 'sdpa' or 'eager'"),
     ],
 )
 def test_bad_input_fails_before_training(case, message, tmp_path, capsys):
@@ -167,6 +180,8 @@ def test_bad_input_fails_before_training(case, message, tmp_path, capsys):
     elif case == "unwritable_output":  # a folder below a regular file (chmod does not stop root)
         (tmp_path / "file").write_text("")
         argv = ["--output-dir", str(tmp_path / "file" / "out")]
+    elif case == "bad_attention_kernel":
+        argv += ["--attn-implementation", "flash"]
     elif case == "missing_source":
         argv += ["--data", str(tmp_path / "nowhere.parquet")]
     else:

@@ -96,6 +96,12 @@ def _use_bf16(args: PretrainingArguments) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+def _attention_kernel(args: PretrainingArguments) -> str:
+    if args.attn_implementation is not None:
+        return args.attn_implementation
+    return "sdpa" if torch.accelerator.is_available() else "eager"
+
+
 def build_training_arguments(args: PretrainingArguments) -> TrainingArguments:
     """`TrainingArguments` of a run. ``args.batch_size`` is global: the per-device batch is
     ``batch_size / (processes * gradient_accumulation_steps)``."""
@@ -157,6 +163,7 @@ def build_trainer(args: PretrainingArguments, data: PretrainingData, training_ar
     if model is None:
         set_seed(args.seed)
         model = AstroCoForMaskedReconstruction(_model_config(args))
+    model.set_attn_implementation(_attention_kernel(args))
     masking = DataCollatorForMaskedReconstruction(
         window_size=args.window, probe_fraction=args.probe_fraction, mask_fraction=args.mask_fraction,
         random_fraction=args.random_fraction, unchanged_fraction=args.unchanged_fraction, seed=args.seed,

@@ -87,6 +87,12 @@ class PretrainingArguments:
         default=None, metadata={"help": "bf16 autocast; None = on where the device supports it fast (CUDA bf16)"}
     )
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "attention kernel for training: 'sdpa' or 'eager'; None = eager on the CPU, where its "
+                          "backward is faster than sdpa's flash kernel at window lengths (astroco benchmark "
+                          "--modes train), sdpa elsewhere. Not saved: a trained model loads with sdpa."},
+    )
     seed: int = field(default=42, metadata={"help": "seed of initialisation, splits, crops, masks and dropout"})
     split_seed: int | None = field(
         default=None, metadata={"help": "seed of the object split alone (None = seed): compare seeds on one split"}
@@ -115,6 +121,8 @@ class PretrainingArguments:
             problems.append(f"learning_rate must be positive, got {self.learning_rate}")
         if self.eval_strategy not in ("epoch", "steps"):
             problems.append(f"eval_strategy must be 'epoch' or 'steps', got {self.eval_strategy!r}")
+        if self.attn_implementation not in (None, "sdpa", "eager"):
+            problems.append(f"attn_implementation must be 'sdpa' or 'eager', got {self.attn_implementation!r}")
         if self.eval_strategy == "steps" and not self.eval_steps:
             problems.append("eval_strategy='steps' needs eval_steps")
         if self.crops_per_curve is not None and self.crops_per_curve < 1:
