@@ -461,8 +461,9 @@ _CATEGORIES = (
     ("normalisation", ("layer_norm", "batch_norm", "var_mean")),
     ("copies and layout", ("copy_", "contiguous", "_to_copy", "aten::cat", "pad", "fill_", "clone", "empty", "stack")),
     ("compiled fused kernels", ("CompiledFxGraph", "cpp_fused", "triton_")),
+    ("dropout masks", ("bernoulli", "uniform_", "dropout")),
     ("element-wise", ("gelu", "sigmoid", "silu", "glu", "mul", "add", "div", "sub", "where", "sin", "cos", "rsqrt",
-                      "sqrt", "pow", "exp", "masked_fill", "dropout", "bernoulli", "lerp", "neg", "sum", "mean")),
+                      "sqrt", "pow", "exp", "masked_fill", "lerp", "neg", "sum", "mean")),
 )
 
 
