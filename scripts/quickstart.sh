@@ -6,7 +6,7 @@
 #   3. evaluate on the held-out stars with fixed masks, save the model and plots in runs/quickstart,
 #      and print test RMSE on hidden points against the window-mean baseline.
 # Extra arguments go to `astroco pretrain`, e.g. `bash scripts/quickstart.sh --max-steps 100`.
-# The 6-minute training budget is a safety net for busy machines: on 2 free cores the preset's 300
+# The 6-minute training budget is a safety net for busy machines: on 2 free cores the preset's 200
 # steps finish well within it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
