@@ -403,3 +403,22 @@ def test_incomplete_or_modified_folder_and_foreign_fewshot_are_refused(pretraine
     with pytest.raises(ReleaseError, match="reports model"):
         build_release_folder(pretrained, tmp_path / "out", REPO_ID, fewshot=[tmp_path])
     assert not (tmp_path / "out").exists() and hub_calls == []
+
+
+def test_card_templates_are_package_data():
+    """The templates are reached through the package (astroco_hf/model_cards links the top-level
+    model_cards/ and setup.cfg ships it), so a wheel install can render cards too."""
+    import configparser
+    from pathlib import Path
+
+    import astroco_hf
+    from astroco_hf.data.cards import DEFAULT_TEMPLATE
+    from astroco_hf.release.cards import MODEL_CARDS_DIR, template_for_preset
+
+    package = Path(astroco_hf.__file__).parent
+    assert MODEL_CARDS_DIR == package / "model_cards" and DEFAULT_TEMPLATE.parent == MODEL_CARDS_DIR
+    for preset in ("astroco-tiny", "astroco-s", "astroco-l"):
+        assert template_for_preset(preset).read_text().startswith("---")
+    config = configparser.ConfigParser()
+    config.read(package.parent / "setup.cfg")
+    assert "model_cards/*.md" in config["options.package_data"]["astroco_hf"]

@@ -22,7 +22,7 @@ from huggingface_hub import CommitInfo, DatasetCard, DatasetCardData, HfApi, get
 from .cleaning import CleaningReport
 from .schema import COLUMN_DESCRIPTIONS
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "dataset_card_template.md"
+DEFAULT_TEMPLATE = Path(__file__).parents[1] / "model_cards" / "dataset_card_template.md"  # installed with the package
 TASK_CATEGORIES: tuple[str, ...] = ("time-series-forecasting", "feature-extraction")
 TAGS: tuple[str, ...] = ("astronomy", "light-curves", "variable-stars", "time-series", "irregular-sampling")
 

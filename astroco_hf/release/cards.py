@@ -29,8 +29,9 @@ __all__ = [
     "template_for_preset",
 ]
 
-# Templates live beside the package in the source checkout (releases are made from one).
-MODEL_CARDS_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+# The templates of the top-level model_cards/, which is linked into the package (astroco_hf/model_cards)
+# and so also installed with a wheel.
+MODEL_CARDS_DIR = Path(__file__).parents[1] / "model_cards"
 
 LICENSE = "mit"  # the package's licence (setup.cfg), which the released weights share
 CARD_TAGS: tuple[str, ...] = (
@@ -74,7 +75,7 @@ def template_for_preset(preset: str | None) -> Path:
         )
     path = MODEL_CARDS_DIR / _PRESET_TEMPLATES[preset]
     if not path.is_file():
-        raise FileNotFoundError(f"Model card template {path} not found; release from a source checkout or pass --template.")
+        raise FileNotFoundError(f"Model card template {path} not found; reinstall astroco_hf or pass --template.")
     return path
 
 
