@@ -19,7 +19,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,7 @@ def _pretrain_variant(config: AblationConfig, switches: dict[str, Any], seed: in
 
 def run_ablation(config: AblationConfig, progress: bool = True) -> dict[str, Any]:
     """Pretrain and evaluate every variant and seed; write `ablation.json`, `ablation.md`, `ablation.png`."""
-    from .evaluation.benchmarks import load_benchmark
+    from .evaluation.benchmarks import BENCHMARKS, load_benchmark
     from .evaluation.embed import AstroCoEmbedder
     from .evaluation.fewshot import FewShotConfig, run_fewshot
     from .modeling_astroco import AstroCoModel
@@ -173,7 +173,10 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict[str, Any
                 "fewshot": {},
             }
             for bench, data in labelled.items():
-                record = run_fewshot(embedder, data, fewshot_config, model_name=f"{name}-seed{seed}",
+                # Each benchmark's own test size, as `astroco fewshot` uses (EROS-1's Mira class is too
+                # small for 100 train + 100 test objects).
+                bench_config = replace(fewshot_config, n_test_per_class=BENCHMARKS[bench].n_test_per_class)
+                record = run_fewshot(embedder, data, bench_config, model_name=f"{name}-seed{seed}",
                                      progress=False).record
                 row["fewshot"][bench] = {shots: record["results"]["astroco"][shots]["macro_f1_mean"]
                                          for shots in record["results"]["astroco"]}
