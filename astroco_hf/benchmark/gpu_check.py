@@ -27,7 +27,7 @@ import torch
 
 from ..modeling_astroco import AstroCoForMaskedReconstruction, AstroCoModel
 from .flops import forward_flops, peak_bf16_flops, training_step_flops
-from .runner import Case, build_config, environment, realistic_batch, run_case
+from .runner import Case, _sync, _training_targets, build_config, environment, realistic_batch, run_case
 
 
 class Check:
@@ -86,19 +86,28 @@ def _brief(result: Any) -> str:
     return ", ".join(f"{k}={result[k]:.4g}" for k in keys if isinstance(result.get(k), (int, float)))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _peak_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def _masking(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """50% probed, 30% hidden (BERT-style split without the random replacements)."""
-    u = torch.rand(batch["magnitudes"].shape, generator=generator).to(batch["magnitudes"].device)
-    return {"masked_positions": u < 0.3, "labels": batch["magnitudes"], "probed_positions": u < 0.5}
+def _time_calls(step: Callable[[], Any], device: torch.device, warmup: int, iterations: int) -> tuple[float, float, Any]:
+    """Time `step`: (first call s, total s of `iterations` calls after `warmup` more, last output).
+
+    The CUDA peak-memory counter is reset first, so `_peak_gib` afterwards covers these calls."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    output = step()
+    _sync(device)
+    first_s = time.perf_counter() - start
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        output = step()
+    _sync(device)
+    return first_s, time.perf_counter() - start, output
 
 
 def training_throughput(preset: str, batch_size: int, steps: int, compile_model: bool, device: torch.device,
@@ -113,7 +122,7 @@ def training_throughput(preset: str, batch_size: int, steps: int, compile_model:
     call = torch.compile(model) if compile_model else model
     batch = realistic_batch(batch_size, length, seed=0, device=device)
     batch.pop("attention_mask")
-    targets = _masking(batch, torch.Generator().manual_seed(0))
+    targets = _training_targets(batch, seed=0)
 
     def step() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -123,20 +132,7 @@ def training_throughput(preset: str, batch_size: int, steps: int, compile_model:
         optimizer.step()
         return loss
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    step()
-    _sync(device)
-    first_step_s = time.perf_counter() - start
-    for _ in range(2):
-        step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    _sync(device)
-    elapsed = time.perf_counter() - start
+    first_step_s, elapsed, loss = _time_calls(step, device, warmup=2, iterations=steps)
     flops = training_step_flops(config, length) * batch_size * steps
     peak = peak_bf16_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     return {
@@ -167,19 +163,7 @@ def inference_throughput(preset: str, batch_size: int, iterations: int, compile_
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             return call(**batch).pooler_output
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    step()
-    _sync(device)
-    first_call_s = time.perf_counter() - start
-    step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(iterations):
-        step()
-    _sync(device)
-    elapsed = time.perf_counter() - start
+    first_call_s, elapsed, _ = _time_calls(step, device, warmup=1, iterations=iterations)
     flops = forward_flops(config, length, with_head=False)["total"] * batch_size * iterations
     peak = peak_bf16_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     return {
