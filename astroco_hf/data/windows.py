@@ -21,63 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, Features, List, Value
 
+from ..windowing import default_min_tail, normalize_segments, window_bounds, window_points
 from ._random import ProcessRNG, stable_seed
-
-
-def window_bounds(lengths: np.ndarray, window: int, min_tail: int) -> tuple[np.ndarray, ...]:
-    """Sequential non-overlapping windows covering every point of every curve exactly once.
-
-    A curve of ``n`` points gives ``ceil(n / window)`` windows of ``window`` points, the last one
-    holding the remaining ``r`` points. If ``r < min_tail`` (and there are at least two windows), the
-    last full window and the tail are re-split into two halves of ``ceil((window + r) / 2)`` and
-    ``floor((window + r) / 2)`` points: no window is longer than ``window`` (shapes stay fixed), none
-    is a near-empty sliver, no point is duplicated or dropped. A curve shorter than ``window`` is a
-    single window; an empty curve has none.
-
-    Args:
-        lengths: ``(curves,)`` points per curve.
-
-    Returns:
-        ``curve, window_index, start, stop``, each ``(windows,)``: window ``k`` is points
-        ``start[k]:stop[k]`` of curve ``curve[k]``; windows are in curve order, then time order.
-    """
-    if window < 1 or not 0 <= min_tail <= window:
-        raise ValueError(f"need window >= 1 and 0 <= min_tail <= window, got {window} and {min_tail}")
-    lengths = np.asarray(lengths, dtype=np.int64)
-    n_windows = -(-lengths // window)
-    curve = np.repeat(np.arange(len(lengths)), n_windows)
-    first = np.cumsum(n_windows) - n_windows
-    index = np.arange(len(curve)) - first[curve]
-    start = index * window
-    stop = np.minimum(start + window, lengths[curve])
-    tail = lengths - (n_windows - 1) * window
-    rebalance = np.flatnonzero((n_windows >= 2) & (tail < min_tail))
-    last = first[rebalance] + n_windows[rebalance] - 1
-    split = start[last - 1] + (window + tail[rebalance] + 1) // 2
-    stop[last - 1] = split
-    start[last] = split
-    return curve, index, start, stop
-
-
-def normalize_segments(
-    time: np.ndarray, mag: np.ndarray, segments: np.ndarray, n_segments: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Subtract each segment's mean time and magnitude (float64 arithmetic).
-
-    Args:
-        time, mag: flat values, ``(points,)``; segments: ``(points,)`` window id of each point.
-
-    Returns:
-        ``times`` and ``magnitudes`` (float32, ``(points,)``), offsets ``t0`` and ``m0``
-        (float64, ``(n_segments,)``).
-    """
-    counts = np.bincount(segments, minlength=n_segments)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t0 = np.bincount(segments, weights=time, minlength=n_segments) / counts
-        m0 = np.bincount(segments, weights=mag.astype(np.float64), minlength=n_segments) / counts
-    times = (time - t0[segments]).astype(np.float32)
-    magnitudes = (mag.astype(np.float64) - m0[segments]).astype(np.float32)
-    return times, magnitudes, t0, m0
 
 
 def cut_windows(
@@ -92,10 +37,7 @@ def cut_windows(
         ``offsets`` ``(windows + 1,)`` into the flat float32 ``times``, ``magnitudes``,
         ``uncertainties`` ``(points,)``, and the float64 offsets ``t0``, ``m0`` ``(windows,)``.
     """
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    segments = np.repeat(np.arange(len(counts)), counts)
-    first_point = np.cumsum(lengths) - lengths
-    points = np.arange(offsets[-1]) - offsets[segments] + (first_point[curve] + start)[segments]
+    offsets, segments, points = window_points(np.cumsum(lengths) - lengths, curve, start, counts)
     # One contiguous chunk first: a gathered table has a chunk per row, and flattening those one by
     # one costs more than the copy.
     series = table.select(["time", "mag", "mag_err"]).combine_chunks()
@@ -222,7 +164,7 @@ def sequential_windows(
     dataset: Dataset, window: int = 200, *, min_tail: int | None = None, batch_size: int = 1000
 ) -> Dataset:
     """Every light curve cut into normalised, non-overlapping windows (:func:`window_bounds`;
-    ``min_tail`` defaults to ``window // 4``).
+    ``min_tail`` defaults to :func:`~astroco_hf.windowing.default_min_tail`).
 
     Returns one row per window (:func:`window_features`): ``curve_index`` (row of ``dataset``) and
     ``window_index`` to aggregate windows back to curves, ``object_id``/``survey``/``band``/``label``,
@@ -243,7 +185,7 @@ def sequential_windows(
             features=features,
             fn_kwargs={
                 "window": window,
-                "min_tail": window // 4 if min_tail is None else min_tail,
+                "min_tail": default_min_tail(window) if min_tail is None else min_tail,
                 "features": features,
             },
             desc=f"windows of {window}",
