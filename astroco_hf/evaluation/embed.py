@@ -1,11 +1,12 @@
 """One embedding per light curve, of any length, from a (frozen) AstroCo encoder.
 
-A light curve of n points is cut into the data layer's sequential non-overlapping windows
-(:func:`astroco_hf.data.window_bounds`: ``ceil(n / 200)`` windows covering every point once, a short
-tail re-balanced with the previous window), each window normalised on its own (mean time and mean
-magnitude subtracted, :func:`astroco_hf.data.normalize_segments`). Windows are sorted by length and
-batched so that padding stays small, encoded under ``torch.inference_mode``, and averaged back into
-one vector per curve weighted by their numbers of points::
+The :class:`~astroco_hf.AstroCoFeatureExtractor` cuts a light curve of n points into the data layer's
+sequential non-overlapping windows (``ceil(n / 200)`` windows covering every point once, a short tail
+re-balanced with the previous window) and normalises each on its own (mean time and mean magnitude
+subtracted). :func:`astroco_hf.pipeline_astroco.encode_windows` sorts windows by length and batches
+them so that padding stays small, under ``torch.inference_mode``; :func:`~astroco_hf.feature_extraction_astroco.pool_windows`
+averages them back into one vector per curve weighted by their numbers of points (the same code as the
+``feature-extraction`` pipeline)::
 
     e(curve) = sum_w n_w e(w) / sum_w n_w,    e(w) = sum_l alpha_l maskedmean_w(h_l)
 
@@ -31,9 +32,12 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
+from transformers.utils import FEATURE_EXTRACTOR_NAME as FEATURE_EXTRACTOR_FILE
 
-from ..data import CleaningConfig, CleaningReport, ColumnMap, clean_lightcurves, normalize_segments, window_bounds
+from ..data import CleaningConfig, CleaningReport, ColumnMap, clean_lightcurves
+from ..feature_extraction_astroco import AstroCoFeatureExtractor, FlatLightCurves, pool_windows
 from ..modeling_astroco import AstroCoModel
+from ..pipeline_astroco import encode_windows
 from .inputs import (
     DEFAULT_COLUMNS,
     LightCurveArrays,
@@ -102,11 +106,6 @@ class ParquetSummary:
     cleaning: CleaningReport | None = None
 
 
-def _segment_sum(values: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """Sum of consecutive row ranges starting at ``first`` (every range non-empty), float64."""
-    return np.add.reduceat(values.astype(np.float64), first, axis=0)
-
-
 class AstroCoEmbedder:
     """Embed light curves of any length with an AstroCo encoder.
 
@@ -121,6 +120,8 @@ class AstroCoEmbedder:
         min_tail: shortest last window before it is re-balanced with the previous one (default
             ``window // 4``, as :func:`astroco_hf.data.sequential_windows`).
         progress: show tqdm progress bars.
+        feature_extractor: the windowing to use instead of ``window``/``min_tail`` (e.g. a model
+            folder's ``AstroCoFeatureExtractor.from_pretrained``).
 
     Example:
         >>> embedder = AstroCoEmbedder.from_pretrained("runs/astroco-tiny", batch_size=512)
@@ -139,6 +140,7 @@ class AstroCoEmbedder:
         window: int | None = None,
         min_tail: int | None = None,
         progress: bool = True,
+        feature_extractor: AstroCoFeatureExtractor | None = None,
     ) -> None:
         encoder = model.base_model
         if not isinstance(encoder, AstroCoModel):
@@ -149,15 +151,23 @@ class AstroCoEmbedder:
         self.device = next(self.model.parameters()).device
         self.batch_size = batch_size
         self.autocast_dtype = autocast_dtype
-        self.window = window or encoder.config.max_sequence_length
+        if feature_extractor is not None and (window is not None or min_tail is not None):
+            raise ValueError("give either a feature_extractor or window/min_tail, not both")
+        if feature_extractor is None:
+            window = window or encoder.config.max_sequence_length
+            feature_extractor = AstroCoFeatureExtractor(window_length=window, min_tail=min_tail)
+        self.feature_extractor = feature_extractor
+        self.window, self.min_tail = feature_extractor.window_length, feature_extractor.min_tail
         if not 1 <= self.window <= encoder.config.max_sequence_length:
             raise ValueError(f"window must be in [1, {encoder.config.max_sequence_length}], got {self.window}")
-        self.min_tail = self.window // 4 if min_tail is None else min_tail
         self.progress = progress
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> AstroCoEmbedder:
-        """Load the encoder of any saved AstroCo checkpoint (pretraining or classification)."""
+        """Load the encoder of any saved AstroCo checkpoint (pretraining or classification), with the
+        folder's feature extractor (``preprocessor_config.json``) when it has one."""
+        if (Path(path) / FEATURE_EXTRACTOR_FILE).is_file() and not {"window", "min_tail", "feature_extractor"} & set(kwargs):
+            kwargs["feature_extractor"] = AstroCoFeatureExtractor.from_pretrained(str(path))
         return cls(AstroCoModel.from_pretrained(str(path)), **kwargs)
 
     @property
@@ -177,28 +187,6 @@ class AstroCoEmbedder:
     # ------------------------------------------------------------------------------------------
     # Core
     # ------------------------------------------------------------------------------------------
-
-    def _encode(self, times: np.ndarray, mags: np.ndarray, errs: np.ndarray, valid: np.ndarray,
-                layer_means: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """One padded batch (B, T) -> pooled (B, D) and per-layer masked means (B, M+1, D), float32."""
-        device = self.device
-        inputs = {
-            "times": torch.from_numpy(times).to(device),
-            "magnitudes": torch.from_numpy(mags).to(device),
-            "uncertainties": torch.from_numpy(errs).to(device),
-            "attention_mask": torch.from_numpy(valid).to(device),
-        }
-        with torch.inference_mode(), torch.autocast(device.type, dtype=self.autocast_dtype or torch.bfloat16,
-                                                    enabled=self.autocast_dtype is not None):
-            out = self.model(**inputs, output_hidden_states=layer_means, return_dict=True)
-            pooled = out.pooler_output.float().cpu().numpy()
-            means = None
-            if layer_means:
-                weights = inputs["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
-                count = weights.sum(dim=1)  # (B, 1)
-                means = torch.stack([(h.float() * weights).sum(dim=1) / count for h in out.hidden_states], dim=1)
-                means = means.cpu().numpy()  # (B, M+1, D)
-        return pooled, means
 
     def embed(
         self,
@@ -223,56 +211,24 @@ class AstroCoEmbedder:
         curves = as_arrays(data, columns)
         if len(curves) == 0:
             raise ValueError("no light curves to embed")
-        lengths = curves.lengths
-        curve, window_index, start, stop = window_bounds(lengths, self.window, self.min_tail)
-        counts = stop - start
-        n_windows = len(curve)
-        # Flat points of every window, in window order: window k is flat[offsets[k]:offsets[k+1]].
-        window_offsets = np.concatenate([[0], np.cumsum(counts)])
-        segments = np.repeat(np.arange(n_windows), counts)
-        points = np.arange(window_offsets[-1]) - window_offsets[segments] + (start + curves.offsets[:-1][curve])[segments]
-        times, mags, t0, m0 = normalize_segments(curves.time[points], curves.mag[points], segments, n_windows)
-        errs = curves.mag_err[points].astype(np.float32)
-
-        pooled = np.empty((n_windows, self.hidden_size), np.float32)
-        means = np.empty((n_windows, self.num_layers, self.hidden_size), np.float32) if layer_means else None
-        # Longest windows first, so that each batch pads to nearly its own length; stable for ties.
-        order = np.argsort(-counts, kind="stable")
-        bar = tqdm(total=n_windows, desc="embedding", unit="window", disable=not self.progress, leave=False)
-        for begin in range(0, n_windows, self.batch_size):
-            rows = order[begin: begin + self.batch_size]
-            width = int(counts[rows].max())
-            steps = np.arange(width)[None, :]
-            valid = steps < counts[rows][:, None]  # (B, T)
-            index = np.where(valid, window_offsets[rows][:, None] + steps, 0)
-            batch_pooled, batch_means = self._encode(
-                np.where(valid, times[index], 0.0).astype(np.float32),
-                np.where(valid, mags[index], 0.0).astype(np.float32),
-                np.where(valid, errs[index], 0.0).astype(np.float32),
-                valid,
-                layer_means,
-            )
-            pooled[rows] = batch_pooled
-            if means is not None:
-                means[rows] = batch_means
-            bar.update(len(rows))
-        bar.close()
-
-        # Windows are in curve order, so each curve's windows are one contiguous range.
-        per_curve = np.bincount(curve, minlength=len(curves))
-        first = np.cumsum(per_curve) - per_curve
-        weights = counts[:, None].astype(np.float64)
-        embeddings = (_segment_sum(pooled * weights, first) / lengths[:, None]).astype(np.float32)
-        curve_means = None
-        if means is not None:
-            curve_means = (_segment_sum(means * weights[:, :, None], first) / lengths[:, None, None]).astype(np.float32)
+        flat = FlatLightCurves(curves.time, curves.mag, curves.mag_err, curves.offsets,
+                               [curves.describe(i) for i in range(len(curves))])
+        self.feature_extractor.validate(flat)
+        features = self.feature_extractor.window_curves(flat)
+        curve, counts = features["curve_index"], features["n_points"]
+        with tqdm(total=len(curve), desc="embedding", unit="window", disable=not self.progress, leave=False) as bar:
+            pooled, means = encode_windows(self.model, features, batch_size=self.batch_size, layer_means=layer_means,
+                                           autocast_dtype=self.autocast_dtype, on_batch=bar.update)
+        embeddings = pool_windows(pooled, curve, counts, len(curves))
+        curve_means = pool_windows(means, curve, counts, len(curves)) if means is not None else None
         windows = None
         if per_window:
-            windows = WindowEmbeddings(pooled, curve, window_index, start, counts, t0, m0, means)
+            windows = WindowEmbeddings(pooled, curve, features["window_index"], features["start"], counts,
+                                       features["t0"], features["m0"], means)
         return EmbeddingOutput(
             embeddings=embeddings,
-            n_points=lengths.copy(),
-            n_windows=per_curve,
+            n_points=curves.lengths.copy(),
+            n_windows=np.bincount(curve, minlength=len(curves)),
             layer_weights=self.layer_weights(),
             layer_means=curve_means,
             windows=windows,
