@@ -206,7 +206,8 @@ class AstroCoFeatureExtractor(FeatureExtractionMixin):
         return False
 
     def flatten(self, data: Any, first_index: int = 0) -> FlatLightCurves:
-        """Read and validate light curves (see :meth:`__call__`) into :class:`FlatLightCurves`."""
+        """Read light curves (see :meth:`__call__`) into :class:`FlatLightCurves` (checked by
+        :meth:`window_curves`)."""
         curves, ids = self._as_curves(data)
         names = _curve_names(len(curves), ids, first_index)
         arrays: list[list[np.ndarray]] = [[], [], []]
@@ -229,9 +230,7 @@ class AstroCoFeatureExtractor(FeatureExtractionMixin):
         lengths = np.array([len(t) for t in arrays[0]], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         concat = [np.concatenate(a) if a else np.zeros(0, d) for a, d in zip(arrays, (np.float64, np.float32, np.float32))]
-        flat = FlatLightCurves(*concat, offsets, names)
-        self.validate(flat)
-        return flat
+        return FlatLightCurves(*concat, offsets, names)
 
     def validate(self, curves: FlatLightCurves) -> None:
         """Raise a ``ValueError`` naming the first bad curve and field.
@@ -279,7 +278,8 @@ class AstroCoFeatureExtractor(FeatureExtractionMixin):
         padding: str = "longest",
         return_tensors: str | None = None,
     ) -> BatchFeature:
-        """Sequential windows of validated flat light curves (what :meth:`__call__` returns)."""
+        """Sequential windows of flat light curves, after :meth:`validate` (what :meth:`__call__` returns)."""
+        self.validate(curves)
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
         curve, window_index, start, stop = window_bounds(np.diff(curves.offsets), self.window_length, self.min_tail)

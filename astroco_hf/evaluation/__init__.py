@@ -6,7 +6,9 @@
 * :func:`run_fewshot`: the paper's frozen-encoder few-shot protocol with two reference rows
   (logistic regression on the embeddings, hand-crafted features), on :data:`BENCHMARKS` or any
   labelled source; :func:`write_outputs` writes JSON, a markdown table and a confusion-matrix PNG.
-* :func:`finetune_classifier`: ``AstroCoForSequenceClassification`` with ``transformers.Trainer``.
+* :func:`finetune_classifier`: ``AstroCoForSequenceClassification`` with ``transformers.Trainer``
+  (:func:`labelled_windows` + :class:`WindowClassificationCollator` for a Trainer of your own).
+* :func:`clean_inputs`: counted cleaning of raw in-memory light curves before embedding.
 * :func:`handcrafted_features`; :data:`MACRO_F1_PATH`: the macro-F1 ``evaluate`` module (offline).
 """
 
@@ -25,8 +27,15 @@ from .fewshot import (
     train_head,
     write_outputs,
 )
-from .finetune import FineTuneResult, finetune_classifier, labelled_windows, predict_curves
-from .inputs import LightCurveArrays, as_arrays
+from .finetune import (
+    CLASSIFICATION_RESULTS,
+    FineTuneResult,
+    WindowClassificationCollator,
+    finetune_classifier,
+    labelled_windows,
+    predict_curves,
+)
+from .inputs import LightCurveArrays, as_arrays, clean_inputs
 
 __all__ = [
     "AstroCoEmbedder",
@@ -36,6 +45,7 @@ __all__ = [
     "embed",
     "LightCurveArrays",
     "as_arrays",
+    "clean_inputs",
     "BENCHMARKS",
     "Benchmark",
     "LabelledLightCurves",
@@ -53,7 +63,9 @@ __all__ = [
     "run_fewshot",
     "format_table",
     "write_outputs",
+    "CLASSIFICATION_RESULTS",
     "FineTuneResult",
+    "WindowClassificationCollator",
     "finetune_classifier",
     "labelled_windows",
     "predict_curves",

@@ -35,7 +35,7 @@ from transformers import PreTrainedModel
 from transformers.utils import FEATURE_EXTRACTOR_NAME as FEATURE_EXTRACTOR_FILE
 
 from ..data import CleaningConfig, CleaningReport, ColumnMap, clean_lightcurves
-from ..feature_extraction_astroco import AstroCoFeatureExtractor, FlatLightCurves, pool_windows
+from ..feature_extraction_astroco import AstroCoFeatureExtractor, pool_windows
 from ..modeling_astroco import AstroCoModel
 from ..pipeline_astroco import encode_windows
 from .inputs import (
@@ -211,10 +211,7 @@ class AstroCoEmbedder:
         curves = as_arrays(data, columns)
         if len(curves) == 0:
             raise ValueError("no light curves to embed")
-        flat = FlatLightCurves(curves.time, curves.mag, curves.mag_err, curves.offsets,
-                               [curves.describe(i) for i in range(len(curves))])
-        self.feature_extractor.validate(flat)
-        features = self.feature_extractor.window_curves(flat)
+        features = self.feature_extractor.window_curves(curves.to_flat())
         curve, counts = features["curve_index"], features["n_points"]
         with tqdm(total=len(curve), desc="embedding", unit="window", disable=not self.progress, leave=False) as bar:
             pooled, means = encode_windows(self.model, features, batch_size=self.batch_size, layer_means=layer_means,

@@ -1,12 +1,15 @@
 """Fine-tuning ``AstroCoForSequenceClassification`` with ``transformers.Trainer``.
 
 The paper's protocol freezes the encoder and trains a linear head (and the scalar mix);
-``freeze_encoder=False`` fine-tunes everything. Training examples are the data layer's sequential
-windows of each labelled light curve (every point seen once per epoch, each window carrying its
-curve's label), padded to the fixed window length so shapes never change. Trainer evaluates
-window-level macro-F1 (the package ``evaluate`` metric) every epoch, keeps the best checkpoint and
-stops early; :func:`predict_curves` then scores whole curves: the classifier is linear in the pooled
-embedding, so a curve's logits are the point-weighted mean of its windows' logits.
+``freeze_encoder=False`` fine-tunes everything. Training examples are the
+:class:`~astroco_hf.AstroCoFeatureExtractor`'s sequential windows of each labelled light curve (every
+point seen once per epoch, each window carrying its curve's label, :func:`labelled_windows`), padded by
+:class:`WindowClassificationCollator` to the fixed window length so shapes never change. Trainer
+evaluates window-level macro-F1 (the package ``evaluate`` metric) every epoch, keeps the best
+checkpoint and stops early; :func:`predict_curves` then scores whole curves: the classifier is linear
+in the pooled embedding, so a curve's logits are the point-weighted mean of its windows' logits. The
+best model is written to ``output_dir`` with everything ``pipeline("light-curve-classification", ...)``
+and ``astroco release`` need.
 
 For the few-shot tables use :mod:`~astroco_hf.evaluation.fewshot`, which trains the same frozen-encoder
 head on cached features (encoder run once instead of every epoch).
@@ -14,6 +17,7 @@ head on cached features (encoder run once instead of every epoch).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +27,17 @@ import torch
 from datasets import Dataset, Features, List, Value
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
-from ..data import ColumnMap, normalize_segments, window_bounds
+from .. import __version__
+from ..data import ColumnMap
+from ..feature_extraction_astroco import AstroCoFeatureExtractor
 from ..modeling_astroco import AstroCoForSequenceClassification
+from ..pipelines import save_inference_files
+from ..windowing import pad_segments
 from .embed import AstroCoEmbedder
 from .fewshot import macro_f1
 from .inputs import DEFAULT_COLUMNS, LightCurveInput, as_arrays
+
+CLASSIFICATION_RESULTS = "classification_results.json"
 
 WINDOW_FEATURES = Features({
     "times": List(Value("float32")),
@@ -39,46 +49,54 @@ WINDOW_FEATURES = Features({
 
 
 def labelled_windows(data: LightCurveInput, labels: Sequence[int] | np.ndarray, *, window: int = 200,
-                     min_tail: int | None = None, columns: ColumnMap = DEFAULT_COLUMNS) -> Dataset:
-    """One row per normalised sequential window (:func:`astroco_hf.data.window_bounds`), labelled with
-    its curve's class: ``times, magnitudes, uncertainties`` (float32 lists), ``labels``, ``curve``."""
+                     min_tail: int | None = None, columns: ColumnMap = DEFAULT_COLUMNS,
+                     feature_extractor: AstroCoFeatureExtractor | None = None) -> Dataset:
+    """One row per normalised sequential window of the feature extractor (default: windows of
+    ``window`` points), labelled with its curve's class: ``times, magnitudes, uncertainties`` (float32
+    lists of the window's points), ``labels``, ``curve``."""
     curves = as_arrays(data, columns)
     labels = np.asarray(labels, dtype=np.int64)
     if labels.shape != (len(curves),):
         raise ValueError(f"need one label per light curve: {len(curves)} curves, labels of shape {labels.shape}")
-    curve, _, start, stop = window_bounds(curves.lengths, window, window // 4 if min_tail is None else min_tail)
-    counts = stop - start
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    segments = np.repeat(np.arange(len(curve)), counts)
-    points = np.arange(offsets[-1]) - offsets[segments] + (start + curves.offsets[:-1][curve])[segments]
-    times, mags, _, _ = normalize_segments(curves.time[points], curves.mag[points], segments, len(curve))
-    cuts = offsets[1:-1]
+    if feature_extractor is None:
+        feature_extractor = AstroCoFeatureExtractor(window_length=window, min_tail=min_tail)
+    features = feature_extractor.window_curves(curves.to_flat())
+    observed = features["attention_mask"].astype(bool)  # row-major: windows back to back, in order
+    cuts = np.cumsum(features["n_points"])[:-1]
     return Dataset.from_dict({
-        "times": np.split(times, cuts),
-        "magnitudes": np.split(mags, cuts),
-        "uncertainties": np.split(curves.mag_err[points].astype(np.float32), cuts),
-        "labels": labels[curve],
-        "curve": curve,
-    }, features=WINDOW_FEATURES)
+        name: np.split(features[name][observed], cuts) for name in ("times", "magnitudes", "uncertainties")
+    } | {"labels": labels[features["curve_index"]], "curve": features["curve_index"]}, features=WINDOW_FEATURES)
 
 
 @dataclass
 class WindowClassificationCollator:
-    """Pads windows to ``length`` points (fixed shapes): the model's inputs plus ``labels`` (B,)."""
+    """``Trainer`` data collator for :func:`labelled_windows` rows: pads windows of different lengths
+    to ``length`` points (fixed shapes, :func:`astroco_hf.windowing.pad_segments`).
+
+    Use it with any ``Trainer`` on windows of at most ``length`` points; without it the default
+    collator fails on windows of different lengths.
+
+    Returns:
+        ``times``, ``magnitudes``, ``uncertainties`` (B, length) float32, ``attention_mask``
+        (B, length) int64 and ``labels`` (B,) int64.
+
+    Example:
+        >>> trainer = Trainer(model=classifier, args=TrainingArguments("out", remove_unused_columns=False),
+        ...                   train_dataset=labelled_windows(curves, labels),
+        ...                   data_collator=WindowClassificationCollator(200))
+    """
 
     length: int = 200
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        batch = len(features)
-        out = {name: torch.zeros(batch, self.length) for name in ("times", "magnitudes", "uncertainties")}
-        out["attention_mask"] = torch.zeros(batch, self.length, dtype=torch.long)
-        for row, example in enumerate(features):
-            n = len(example["times"])
-            if n > self.length:
-                raise ValueError(f"window {row} has {n} points > collator length {self.length}")
-            for name in ("times", "magnitudes", "uncertainties"):
-                out[name][row, :n] = torch.as_tensor(example[name], dtype=torch.float32)
-            out["attention_mask"][row, :n] = 1
+        counts = np.array([len(example["times"]) for example in features], dtype=np.int64)
+        if counts.max() > self.length:
+            raise ValueError(f"window {int(counts.argmax())} has {counts.max()} points > collator length {self.length}")
+        flat = [np.concatenate([np.asarray(example[name], dtype=np.float32) for example in features])
+                for name in ("times", "magnitudes", "uncertainties")]
+        *padded, mask = pad_segments(np.concatenate([[0], np.cumsum(counts)]), *flat, length=self.length)
+        out = {name: torch.from_numpy(values) for name, values in zip(("times", "magnitudes", "uncertainties"), padded)}
+        out["attention_mask"] = torch.from_numpy(mask)
         out["labels"] = torch.tensor([example["labels"] for example in features], dtype=torch.long)
         return out
 
@@ -122,9 +140,11 @@ def finetune_classifier(
     Args:
         model: a saved AstroCo model (pretraining or classification checkpoint).
         train_data, eval_data: light curves of any length; *_labels: their class indices.
-        class_names: written into the config as ``id2label``.
-        output_dir: Trainer checkpoints; the best model (window-level validation macro-F1) is loaded at
-            the end.
+        class_names: written into the config as ``id2label`` (and ``label2id``).
+        output_dir: Trainer checkpoints, and at the end the best model (window-level validation
+            macro-F1): weights and config with its label maps, the feature extractor, the pipelines
+            (:func:`astroco_hf.pipelines.save_inference_files`) and ``classification_results.json``
+            (curve-level macro-F1 on the evaluation curves, settings), which ``astroco release`` reads.
         freeze_encoder: the paper's protocol (head + scalar mix only); False fine-tunes everything.
         training_arguments: overrides of ``TrainingArguments`` (e.g. ``use_cpu=True``, ``bf16=True``).
 
@@ -136,9 +156,9 @@ def finetune_classifier(
         str(model), num_labels=num_labels, id2label=dict(enumerate(class_names)),
         label2id={name: i for i, name in enumerate(class_names)}, freeze_encoder=freeze_encoder,
     )
-    window = classifier.config.max_sequence_length
-    train_windows = labelled_windows(train_data, train_labels, window=window)
-    eval_windows = labelled_windows(eval_data, eval_labels, window=window)
+    feature_extractor = AstroCoFeatureExtractor(window_length=classifier.config.max_sequence_length)
+    train_windows = labelled_windows(train_data, train_labels, feature_extractor=feature_extractor)
+    eval_windows = labelled_windows(eval_data, eval_labels, feature_extractor=feature_extractor)
 
     def compute_metrics(prediction) -> dict[str, float]:
         predicted = np.asarray(prediction.predictions).argmax(axis=-1)
@@ -167,7 +187,7 @@ def finetune_classifier(
         args=TrainingArguments(**arguments),
         train_dataset=train_windows,
         eval_dataset=eval_windows,
-        data_collator=WindowClassificationCollator(window),
+        data_collator=WindowClassificationCollator(feature_extractor.window_length),
         compute_metrics=compute_metrics,
         # Outputs also hold pooler_output and the (M+1,) layer weights: keep only the logits.
         preprocess_logits_for_metrics=lambda logits, labels: logits[0] if isinstance(logits, tuple) else logits,
@@ -177,4 +197,23 @@ def finetune_classifier(
     trained = trainer.model
     logits = predict_curves(trained, eval_data)
     score = macro_f1(logits.argmax(axis=1), np.asarray(eval_labels, dtype=np.int64), num_labels)[0]
+    # The best model (loaded by load_best_model_at_end) goes to output_dir itself, ready for
+    # from_pretrained, AutoFeatureExtractor, pipeline(...) and `astroco release`.
+    trainer.save_model(str(output_dir))
+    save_inference_files(output_dir, feature_extractor)
+    results = {
+        "astroco_hf_version": __version__,
+        "task": "classification",
+        "base_model": str(model),
+        "class_names": list(class_names),
+        "eval": {"macro_f1": score, "level": "curve", "n_curves": len(logits),
+                 "window_macro_f1_best": trainer.state.best_metric},
+        "training": {
+            "hyperparameters": {"freeze_encoder": freeze_encoder, "learning_rate": learning_rate, "epochs": epochs,
+                                "batch_size": batch_size, "patience": patience},
+            "global_step": trainer.state.global_step, "epochs": trainer.state.epoch, "seed": seed,
+            "n_train_curves": len(train_labels), "n_train_windows": len(train_windows),
+        },
+    }
+    Path(output_dir, CLASSIFICATION_RESULTS).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return FineTuneResult(trained, trainer, score)

@@ -28,7 +28,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets import ClassLabel, Dataset, DatasetDict, load_from_disk
 
-from astroco_hf.data import RAW_SCHEMA, ColumnMap, lightcurves_from_arrays, read_source
+from astroco_hf.data import (
+    RAW_SCHEMA,
+    CleaningConfig,
+    CleaningReport,
+    ColumnMap,
+    clean_lightcurves,
+    lightcurves_from_arrays,
+    read_source,
+)
+from astroco_hf.feature_extraction_astroco import FlatLightCurves
 
 LightCurveInput = Any  # any of the containers in the module docstring (kept loose for duck typing)
 DEFAULT_COLUMNS = ColumnMap()
@@ -103,6 +112,10 @@ class LightCurveArrays:
             self.time, self.mag, self.mag_err = self.time[order], self.mag[order], self.mag_err[order]
         return self
 
+    def to_flat(self) -> FlatLightCurves:
+        """The same arrays as the feature extractor's input, curves named as :meth:`describe` names them."""
+        return FlatLightCurves(self.time, self.mag, self.mag_err, self.offsets, [self.describe(i) for i in range(len(self))])
+
     @classmethod
     def from_table(cls, table: pa.Table, columns: ColumnMap = DEFAULT_COLUMNS) -> LightCurveArrays:
         """From a table with list columns ``columns.time``, ``.mag``, ``.mag_err`` (``mag_err`` may be
@@ -130,6 +143,18 @@ class LightCurveArrays:
                                  f"{columns.time!r} has {lengths[row]}")
         ids = table[columns.object_id].to_pylist() if columns.object_id in table.column_names else None
         return cls(time, mag, mag_err, offsets, None if ids is None else [str(i) for i in ids])
+
+
+def clean_inputs(data: LightCurveInput, config: CleaningConfig | None = None,
+                 columns: ColumnMap = DEFAULT_COLUMNS) -> tuple[pa.Table, CleaningReport]:
+    """Counted cleaning of in-memory raw light curves (:func:`astroco_hf.data.clean_lightcurves`: removes
+    non-finite, sentinel and out-of-range points, sorts, merges duplicate times, imputes missing
+    uncertainties); the cleaned table is a valid input of the feature extractor, the embedder and the
+    pipelines. Inputs without ``object_id`` are named by their position."""
+    table = as_table(data, columns)
+    if columns.object_id not in table.column_names:
+        table = table.append_column(columns.object_id, pa.array([str(i) for i in range(table.num_rows)], pa.string()))
+    return clean_lightcurves(to_raw_schema(table, columns), config)
 
 
 def _dataframe_to_table(frame: pd.DataFrame, columns: ColumnMap) -> pa.Table:
