@@ -1,15 +1,30 @@
-"""The ``astroco`` command line: one sub-command per module in :mod:`astroco_hf.commands`.
+"""The ``astroco`` command line: one sub-command per module in :mod:`astroco_hf.commands`, and the
+boundary where user errors become one line.
 
-Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``;
-heavy imports happen inside ``run`` so that ``astroco --help`` stays instant.
+A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` (or,
+instead of ``add_arguments``, ``build_parser(prog) -> ArgumentParser`` for a parser of its own, e.g. an
+``HfArgumentParser``). Only the chosen command's arguments are built and its heavy imports happen inside
+``run``, so ``astroco --help`` and ``astroco --version`` import neither torch nor transformers.
+
+Errors: a :class:`~astroco_hf.errors.UserError`, and the foreign errors a user causes with a bad path or
+file (see :func:`describe_user_error`), end the command with exit status 2 and one line on stderr,
+``astroco COMMAND: error: MESSAGE``. ``--debug`` (anywhere on the command line) or ``ASTROCO_DEBUG=1``
+re-raises them with the traceback. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from .errors import UserError
 
 # Sub-command modules, in the order they appear in ``astroco --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -23,28 +38,168 @@ COMMAND_MODULES: tuple[str, ...] = (
     "astroco_hf.commands.fewshot",
 )
 
+DEBUG_HELP = "show the full traceback of an error (also: environment variable ASTROCO_DEBUG=1)"
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
 
+class _Version(argparse.Action):
+    """``--version`` read from the installed metadata, without importing the package's models."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0,
+                         help="show the version and exit", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("astroco_hf")
+        except PackageNotFoundError:
+            number = "0.0.0+unknown"
+        parser.exit(message=f"astroco_hf {number}\n")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``astroco`` parser; only ``command``'s own arguments are built (all commands are listed)."""
     parser = argparse.ArgumentParser(
         prog="astroco",
         description="AstroCo: a Conformer-style self-supervised encoder for irregular stellar light curves.",
     )
-    parser.add_argument("--version", action="version", version=f"astroco_hf {__version__}")
+    parser.add_argument("--version", action=_Version)
+    parser.add_argument("--debug", dest="debug_anywhere", action="store_true", help=DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        module.add_arguments(sub)
+        if module.NAME != command:
+            subparsers.add_parser(module.NAME, help=module.HELP, add_help=False)
+            continue
+        if hasattr(module, "build_parser"):  # a parser of its own: parse the rest of the line with it
+            own = module.build_parser(f"astroco {module.NAME}")
+            own.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+            sub = subparsers.add_parser(module.NAME, help=module.HELP, add_help=False)
+            sub.set_defaults(_own_parser=own)  # main() hands it the rest of the line
+        else:
+            sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+            module.add_arguments(sub)
+            sub.add_argument("--debug", action="store_true", help=DEBUG_HELP)
         sub.set_defaults(_run=module.run)
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command name: the first word that is not an option (the top level has no valued options)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return int(args._run(args) or 0)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    parser = build_parser(command)
+    args, rest = parser.parse_known_args(argv)
+    debug = args.debug_anywhere or os.environ.get("ASTROCO_DEBUG", "") not in ("", "0")
+    if hasattr(args, "_own_parser"):
+        run = args._run
+        args = args._own_parser.parse_args(rest)
+        args.command, args._run = command, run
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    debug = debug or args.debug
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"astroco {command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Exception as error:  # noqa: BLE001 - sorted into user errors and bugs right here
+        message = describe_user_error(error)
+        if message is None or debug:
+            raise
+        print(f"astroco {command}: error: {message}", file=sys.stderr)
+        return getattr(error, "exit_code", 2)
+
+
+def describe_user_error(error: BaseException) -> str | None:
+    """One line for an error the user caused and can fix, or None for a bug (keep the traceback).
+
+    User errors are: :class:`~astroco_hf.errors.UserError`; a ``ValueError`` raised by astroco_hf's own
+    validation (its innermost frame is in this package); a missing / unreadable path (``FileNotFoundError``,
+    ``PermissionError``, ``IsADirectoryError``, ``NotADirectoryError``); a file pyarrow or safetensors cannot
+    read (named from the traceback: the innermost frame variable that is an existing file); a model path
+    that is neither a folder nor a Hub repository (transformers' ``OSError``, huggingface_hub's repo-id
+    validation) -> ``no such model folder: PATH``.
+    """
+    chain = [error]
+    while chain[-1].__cause__ is not None and len(chain) < 8:
+        chain.append(chain[-1].__cause__)
+    names = {f"{cls.__module__}.{cls.__qualname__}" for item in chain for cls in type(item).__mro__}
+    if isinstance(error, UserError):
+        return _one_line(str(error))
+    model = _frame_value(error.__traceback__, "pretrained_model_name_or_path")
+    hub_errors = {"huggingface_hub.errors.HFValidationError", "huggingface_hub.errors.RepositoryNotFoundError"}
+    if (names & hub_errors or isinstance(error, OSError)) and isinstance(model, (str, os.PathLike)) \
+            and not Path(model).is_dir() and not isinstance(error, (PermissionError,)):
+        return (f"no such model folder: {os.fspath(model)} (pass a folder written by `astroco pretrain` / "
+                "`save_pretrained`, or an existing Hub repository id)")
+    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        where = error.filename if error.filename is not None else ""
+        return _one_line(f"{error.strerror or error}: {where}" if where else str(error))
+    if any(name.startswith(("pyarrow.lib.ArrowException", "safetensors.")) for name in names):
+        path = _file_in_traceback(error.__traceback__)
+        what = f"cannot read {path}" if path else "cannot read an input file"
+        return f"{what}: {_one_line(str(error))} (is the file complete and in the right format?)"
+    if "huggingface_hub.errors.StrictDataclassError" in names:  # a config.json value of the wrong type / range
+        path = _file_in_traceback(error.__traceback__)
+        cause = error.__cause__ or error
+        return _one_line(f"{path}: {cause}" if path else str(cause))
+    if isinstance(error, ValueError) and _raised_in_package(error.__traceback__):
+        return _one_line(str(error))
+    if isinstance(error, OSError) and _raised_in_package(error.__traceback__, "transformers"):
+        return _one_line(str(error))
+    return None
+
+
+def _one_line(text: str) -> str:
+    lines = [" ".join(line.split()) for line in str(text).strip().splitlines() if line.strip()]
+    return "; ".join(lines) if lines else "(no message)"
+
+
+def _frames(traceback: TracebackType | None) -> list:
+    frames = []
+    while traceback is not None:
+        frames.append(traceback.tb_frame)
+        traceback = traceback.tb_next
+    return frames
+
+
+def _raised_in_package(traceback: TracebackType | None, package: str = "astroco_hf") -> bool:
+    """Whether the innermost Python frame of ``traceback`` belongs to ``package``."""
+    frames = _frames(traceback)
+    if not frames:
+        return False
+    filename = Path(frames[-1].f_code.co_filename).resolve()
+    if package == "astroco_hf":
+        return _PACKAGE_DIR in filename.parents
+    return package in filename.parts
+
+
+def _frame_value(traceback: TracebackType | None, name: str) -> object:
+    """The value of variable ``name`` in the outermost frame of ``traceback`` that has one, or None."""
+    for frame in _frames(traceback):
+        if name in frame.f_locals:
+            return frame.f_locals[name]
+    return None
+
+
+def _file_in_traceback(traceback: TracebackType | None) -> str | None:
+    """The file being read when ``traceback`` was raised: the innermost frame local that names an existing file."""
+    for frame in reversed(_frames(traceback)):
+        for value in frame.f_locals.values():
+            if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+                text = os.fspath(value)
+                if len(text) < 4096 and "\n" not in text and os.path.isfile(text):
+                    return text
+    return None
 
 
 if __name__ == "__main__":

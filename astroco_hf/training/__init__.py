@@ -13,6 +13,7 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
+    "StopOnSignalCallback": "callbacks",
     "TimeBudgetCallback": "callbacks",
     "WindowEpochCallback": "callbacks",
     "PretrainingCollator": "data",
@@ -30,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "format_summary": "pretrain",
     "pretrain": "pretrain",
     "RECIPES": "recipes",
+    "PretrainingArgumentParser": "recipes",
     "PretrainingArguments": "recipes",
     "PretrainingInputError": "recipes",
     "load_config_file": "recipes",

