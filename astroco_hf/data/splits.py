@@ -1,8 +1,9 @@
 """Object-level splits: never by window or band, both bands of a star stay on the same side.
 
-An object is a ``(survey, object_id)`` pair. Assignments are drawn from stable hashes of the object
-key and the seed, so they do not depend on row order, and objects keep their split when data are
-added.
+An object is a ``(survey, object_id)`` pair. :func:`split_by_object` is the one train / validation /
+test rule of the package (``astroco prepare`` and pretraining both use it): objects are ranked by a
+seeded hash of their key, so the split does not depend on row order, and an object keeps its rank
+when data are added (only the objects at the split boundaries can move as the counts grow).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import pandas as pd
 from datasets import Dataset, DatasetDict
 
 from ._random import stable_seed, uniforms
+
+SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
 
 
 def object_keys(dataset: Dataset) -> tuple[np.ndarray, list[str]]:
@@ -28,23 +31,45 @@ def _object_uniforms(keys: list[str], seed: int) -> np.ndarray:
     return uniforms(hashed, 0, stream=0)
 
 
+def _split_count(fraction: float, n: int) -> int:
+    """Objects in a held-out split: ``round(fraction * n)``, at least one when ``fraction > 0``."""
+    return max(1, round(fraction * n)) if fraction > 0 else 0
+
+
 def split_by_object(
     dataset: Dataset, *, validation_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0
 ) -> DatasetDict:
-    """Train / validation / test splits of whole objects.
+    """Train / validation / test splits of whole objects, with exact counts.
 
-    Each object lands in test with probability ``test_fraction`` and in validation with
-    ``validation_fraction`` (independent per object, so split sizes are close to, not exactly,
-    the fractions). A split that receives no object is left out (``datasets`` cannot reload an
-    empty split saved to disk), which happens only for datasets of a handful of objects.
+    Objects are ordered by a seeded hash of ``survey/object_id``; the first ``round(test_fraction *
+    n)`` go to test and the next ``round(validation_fraction * n)`` to validation, each at least one
+    object when its fraction is positive, so 3 objects already give three non-empty splits (a 15-star
+    sample gets 2 test, 2 validation and 11 training stars). A split of fraction 0 is left out
+    (``datasets`` cannot reload an empty split saved to disk).
+
+    Raises:
+        ValueError: fractions outside ``[0, 1)`` or summing to 1 or more, or too few objects to give
+            every requested split one object and keep one for training (the message says how many).
     """
     if not (0 <= validation_fraction and 0 <= test_fraction and validation_fraction + test_fraction < 1):
         raise ValueError(f"need fractions >= 0 summing below 1, got {validation_fraction} and {test_fraction}")
     codes, keys = object_keys(dataset)
-    draw = _object_uniforms(keys, seed)[codes]
-    split = np.where(draw < test_fraction, 2, np.where(draw < test_fraction + validation_fraction, 1, 0))
-    rows = {name: np.flatnonzero(split == i) for i, name in enumerate(("train", "validation", "test"))}
-    return DatasetDict({name: dataset.select(indices) for name, indices in rows.items() if indices.size})
+    n = len(keys)
+    n_test, n_validation = _split_count(test_fraction, n), _split_count(validation_fraction, n)
+    if n_test + n_validation >= n:
+        raise ValueError(
+            f"{n} object(s) cannot make {n_test} test + {n_validation} validation object(s) and keep one for training; "
+            "add objects or set the validation/test fractions to 0"
+        )
+    order = np.argsort(_object_uniforms(keys, seed), kind="stable")
+    split_of_object = np.zeros(n, dtype=np.int64)
+    split_of_object[order[:n_test]] = 2
+    split_of_object[order[n_test : n_test + n_validation]] = 1
+    split = split_of_object[codes]
+    counts = (n - n_test - n_validation, n_validation, n_test)
+    return DatasetDict(
+        {name: dataset.select(np.flatnonzero(split == i)) for i, name in enumerate(SPLIT_NAMES) if counts[i]}
+    )
 
 
 @dataclass

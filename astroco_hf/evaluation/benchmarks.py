@@ -1,8 +1,9 @@
 """Labelled light-curve sets for the few-shot protocol: ready benchmarks and any labelled source.
 
 A labelled set has one light curve per object (one band), cleaned by
-:func:`astroco_hf.data.clean_lightcurves` with every removal counted. The ready benchmarks read
-``../shared/data/lightcurves/`` (see its README):
+:func:`astroco_hf.data.clean_lightcurves` with every removal counted. The ready benchmarks read the
+light-curve parquet files of a data root (``--data-root`` / ``data_root=``, or ``$ASTROCO_DATA_ROOT``;
+the project's real data live in ``../shared/data/lightcurves/``, see its README):
 
 ``crts``           CRTS periodic variables (Drake et al. 2014 subset), Catalina V: RRab / RRc / EC / LPV
 ``ogle-cepheids``  OGLE-III + OGLE-IV LMC classical Cepheids, I band: Cep_0 vs Cep_1
@@ -15,7 +16,6 @@ Both are counted in :attr:`LabelledLightCurves.selection`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..data import CleaningConfig, CleaningReport, ColumnMap, clean_lightcurves, read_source
+from ..data import data_root as _data_root
 from .inputs import DEFAULT_COLUMNS, LightCurveArrays
-
-DATA_ENV = "ASTROCO_LIGHTCURVES"
 
 
 @dataclass(frozen=True)
@@ -106,26 +105,17 @@ class LabelledLightCurves:
 
 
 def default_data_root() -> Path:
-    """``$ASTROCO_LIGHTCURVES``, else ``../shared/data/lightcurves`` beside the working directory or
-    beside this source checkout."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
-    candidates = [Path.cwd().parent / "shared" / "data" / "lightcurves",
-                  Path(__file__).resolve().parents[3] / "shared" / "data" / "lightcurves"]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"shared light curves not found (tried {[str(c) for c in candidates]}); "
-                            f"set ${DATA_ENV} or pass data_root")
+    """``$ASTROCO_DATA_ROOT`` (:func:`astroco_hf.data.data_root`); a clear error when it is not set."""
+    return _data_root()
 
 
 def load_benchmark(name: str, data_root: str | Path | None = None,
                    cleaning: CleaningConfig | None = None) -> LabelledLightCurves:
-    """A ready benchmark (:data:`BENCHMARKS`) from ``data_root`` (default :func:`default_data_root`)."""
+    """A ready benchmark (:data:`BENCHMARKS`) from the folder ``data_root`` (default ``$ASTROCO_DATA_ROOT``)."""
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
     spec = BENCHMARKS[name]
-    root = Path(data_root) if data_root is not None else default_data_root()
+    root = _data_root(data_root)
     return load_labelled([root / f for f in spec.files], classes=spec.classes, band=spec.band,
                          surveys=spec.surveys, cleaning=cleaning, name=name)
 

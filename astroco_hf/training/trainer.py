@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer
 
+from ..data.collator import ProbeKind
 from .metrics import MaskedReconstructionMetric
 
 __all__ = ["AstroCoTrainer", "ReconstructionMetrics", "EVAL_ONLY_KEYS"]
@@ -107,17 +108,17 @@ class AstroCoTrainer(Trainer):
 
 
 def probe_kinds_of(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Probe kinds (1 hidden, 2 random, 3 unchanged, 0 not probed) read off a collated batch, for
-    collators that do not return ``probe_kind``: a probed visible point whose input differs from its
-    label was randomised. (A replacement equal to the true value is indistinguishable from, and
+    """Probe kinds (:class:`~astroco_hf.data.ProbeKind`) read off a collated batch, for collators
+    that do not return ``probe_kind``: a probed point that is not hidden and whose input differs from
+    its label was randomised. (A replacement equal to the true value is indistinguishable from, and
     scores as, an unchanged point.)"""
     probed = _probed(batch)
     hidden = batch["masked_positions"] & probed
     changed = batch["magnitudes"] != batch["labels"]
-    kind = torch.zeros_like(probed, dtype=torch.int8)
-    kind[probed & ~hidden & changed] = 2
-    kind[probed & ~hidden & ~changed] = 3
-    kind[hidden] = 1
+    kind = torch.full_like(probed, ProbeKind.NONE, dtype=torch.int8)
+    kind[probed & ~hidden & changed] = ProbeKind.RANDOM
+    kind[probed & ~hidden & ~changed] = ProbeKind.UNCHANGED
+    kind[hidden] = ProbeKind.HIDDEN
     return kind
 
 
@@ -146,13 +147,14 @@ class ReconstructionMetrics:
     def __call__(self, prediction: EvalPrediction, compute_result: bool = True) -> dict[str, float]:
         targets = prediction.label_ids
         kind = _numpy(targets["probe_kind"]).astype(np.int8)
-        keep = kind > 0
+        keep = kind != ProbeKind.NONE
         sigma = targets.get("true_uncertainties")
         part = {
             "predictions": _numpy(prediction.predictions)[keep],
             "references": _numpy(targets["labels"])[keep],
             "probe_kinds": kind[keep],
-            # Without the true errors (a plain collator zeroes them at hidden points) the floor is unknown.
+            # Without the true errors (only the model inputs, which a custom collator may have altered) the
+            # noise floor is unknown.
             "uncertainties": _numpy(sigma)[keep] if sigma is not None else np.full(keep.sum(), np.nan, np.float32),
         }
         if "group" in targets:
