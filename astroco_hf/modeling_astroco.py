@@ -10,7 +10,12 @@ Read top to bottom, this file is the paper (sections 3.1-3.4, appendix A):
 Shapes: B batch, T sequence length (<= config.max_sequence_length), D = config.d_model,
 H = config.num_heads, M = config.num_layers.
 
-The file only uses relative imports so that `save_pretrained` can ship it as Hub remote code.
+Every sublayer is plain PyTorch. Faster CPU implementations of the same functions live in
+`_cpu_kernels`, switched per model: `model.disable_cpu_kernels()` runs the plain sublayers below,
+`model.enable_cpu_kernels()` (the default) the kernels.
+
+The file only uses relative imports so that `save_pretrained` can ship it (with `_cpu_kernels.py` and
+`configuration_astroco.py`) as Hub remote code.
 """
 
 
@@ -23,8 +28,12 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils import logging
 
+from ._cpu_kernels import cpu_kernels_enabled, set_cpu_kernels
 from .configuration_astroco import AstroCoConfig
+
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "AstroCoPreTrainedModel",
@@ -214,12 +223,21 @@ class AstroCoSelfAttention(nn.Module):
         self.qkv_proj = nn.Linear(config.d_model, 3 * config.d_model)
         self.out_proj = nn.Linear(config.d_model, config.d_model)
 
-    def forward(self, hidden_states: torch.Tensor, attention_bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, attention_bias: torch.Tensor | None, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the output (B, T, D) and, with `output_attentions`, the weights (B, H, T, T)."""
         batch, length, _ = hidden_states.shape
         qkv = self.qkv_proj(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, hd)
-        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        output, _ = attention(
+        implementation = self.config._attn_implementation
+        if output_attentions and implementation != "eager":
+            # Fused kernels never form the weights; as transformers' sdpa models did, this call runs eager.
+            logger.warning_once(f"`output_attentions=True`: the {implementation!r} attention kernel does not "
+                                "return attention weights, so these calls use eager attention.")
+            implementation = "eager"
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        output, weights = attention(
             self,
             query,
             key,
@@ -229,7 +247,7 @@ class AstroCoSelfAttention(nn.Module):
             scaling=self.scaling,
             is_causal=False,
         )
-        return self.out_proj(output.reshape(batch, length, -1))
+        return self.out_proj(output.reshape(batch, length, -1)), weights if output_attentions else None
 
 
 class AstroCoMaskedBatchNorm(nn.Module):
@@ -282,49 +300,6 @@ class AstroCoMaskedBatchNorm(nn.Module):
         return scale, self.bias.float() - self.running_mean.float() * scale
 
 
-class _DepthwiseConv1dFunction(torch.autograd.Function):
-    """`F.conv1d(x, weight, bias, groups=D)` with a faster CPU backward; x (B, D, L) -> (B, D, L - K + 1).
-
-    oneDNN's depthwise weight gradient is ~7x slower than its forward on the CPU. Written out,
-    grad_weight[d, k] = sum_b sum_t grad[b, d, t] * x[b, d, t + k] is itself a depthwise convolution
-    (B*D groups, the gradient as kernel), which runs at forward speed; its B partial sums are added in
-    fp32. The input gradient is the transposed convolution, as in autograd.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        return F.conv1d(x, weight, bias, groups=x.shape[1])
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        (batch, channels, length), kernel = x.shape, weight.shape[-1]
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = F.conv_transpose1d(grad, weight, groups=channels)
-        if ctx.needs_input_grad[1]:
-            partial = F.conv1d(x.reshape(1, batch * channels, length), grad.reshape(batch * channels, 1, -1),
-                               groups=batch * channels)  # (1, B*D, K)
-            grad_weight = partial.view(batch, channels, kernel).sum(0, dtype=torch.float32)
-            grad_weight = grad_weight.unsqueeze(1).to(weight.dtype)
-        if ctx.needs_input_grad[2]:
-            grad_bias = grad.sum((0, 2), dtype=torch.float32).to(grad.dtype)
-        return grad_x, grad_weight, grad_bias
-
-
-def _depthwise_conv1d(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """`conv(x)` for a depthwise `nn.Conv1d` without padding; (B, D, L) -> (B, D, L - K + 1)."""
-    if x.device.type != "cpu" or not torch.is_grad_enabled() or torch.compiler.is_compiling():
-        return conv(x)
-    weight, bias = conv.weight, conv.bias
-    if torch.is_autocast_enabled("cpu"):  # the Function runs its ops itself: cast as autocast would
-        dtype = torch.get_autocast_dtype("cpu")
-        x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
-    return _DepthwiseConv1dFunction.apply(x, weight, bias)
-
-
 class AstroCoConvolutionModule(nn.Module):
     """LN -> pointwise D->2D -> GLU -> depthwise Conv1d(K) -> masked BatchNorm -> SiLU -> pointwise D->D.
 
@@ -351,16 +326,7 @@ class AstroCoConvolutionModule(nn.Module):
         if valid is not None:
             x = x * valid.unsqueeze(-1).to(x.dtype)
         x = F.pad(x.transpose(1, 2), self.pad)  # (B, D, T + K - 1), one copy that also transposes
-        if self.training:
-            x = self.batch_norm(_depthwise_conv1d(x, self.depthwise), valid)  # (B, D, T)
-        else:
-            # With running statistics BatchNorm is a fixed per-channel affine map: folded into the depthwise
-            # kernel it costs nothing, instead of two passes over the activations (four under autocast).
-            scale, shift = self.batch_norm.inference_affine()
-            weight = self.depthwise.weight * scale[:, None, None]
-            bias = self.depthwise.bias * scale + shift
-            x = F.conv1d(x, weight.to(self.depthwise.weight.dtype), bias.to(self.depthwise.bias.dtype),
-                         groups=x.shape[1])  # (B, D, T)
+        x = self.batch_norm(self.depthwise(x), valid)  # (B, D, T)
         # Contiguous (B, T, D), so the projection is one (B*T, D) GEMM rather than B batched ones.
         return self.pointwise_out(F.silu(x).transpose(1, 2).contiguous())
 
@@ -373,12 +339,6 @@ class AstroCoFeedForward(nn.Module):
     the two strided halves of one output, and the backward needs no concatenation of their gradients.
     """
 
-    # On the CPU, large inputs go through in chunks of this many steps when no gradient is recorded. The
-    # (rows, rD) intermediates then
-    # stay small enough to be served from reused allocator blocks and to stay in cache, instead of
-    # fresh ~50 MB mappings faulted in page by page (at batch 64 x 200 this makes inference 15-30% faster).
-    cpu_chunk_rows = 2048
-
     def __init__(self, config: AstroCoConfig) -> None:
         super().__init__()
         self.hidden = config.ffn_expansion * config.d_model
@@ -387,42 +347,23 @@ class AstroCoFeedForward(nn.Module):
         self.out_proj = nn.Linear(self.hidden, config.d_model)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        rows = hidden_states.reshape(-1, hidden_states.shape[-1])  # (B*T, D): the FFN is position-wise
-        chunks = len(rows) // self.cpu_chunk_rows
-        # Under autograd the intermediates are kept for the backward anyway, so chunks would only turn
-        # each GEMM of the step (forward and backward) into several smaller ones.
-        if (chunks <= 1 or hidden_states.device.type != "cpu" or torch.is_grad_enabled()
-                or torch.compiler.is_compiling()):
-            return self._position_wise(hidden_states)
-        return torch.cat([self._position_wise(chunk) for chunk in rows.tensor_split(chunks)]).view(hidden_states.shape)
-
-    def _position_wise(self, x: torch.Tensor) -> torch.Tensor:
         if not self.gated:
-            return self.out_proj(F.gelu(self.in_proj(x)))
+            return self.out_proj(F.gelu(self.in_proj(hidden_states)))
         weight, bias, h = self.in_proj.weight, self.in_proj.bias, self.hidden
-        value = F.linear(x, weight[:h], bias[:h])
-        gate = F.linear(x, weight[h:], bias[h:])
+        value = F.linear(hidden_states, weight[:h], bias[:h])  # W_val x
+        gate = F.linear(hidden_states, weight[h:], bias[h:])  # W_gate x
         return self.out_proj(F.gelu(value) * torch.sigmoid(gate))
 
 
 class AstroCoResidualDropout(nn.Dropout):
     """`residual + Dropout(update)`: (B, T, D) x 2 -> (B, T, D), the residual connection of every sublayer.
 
-    It is `nn.Dropout` (same `p`, same train/eval behaviour, found by `isinstance(m, nn.Dropout)`); only
-    the CPU training path is written out: the keep mask is drawn with `torch.rand` (vectorised, about
-    twice as fast as `bernoulli_` on a bf16 tensor, which dominated the dropout cost) and applied together
-    with the residual sum by one `addcmul`. Each element is kept with probability 1 - p and scaled by
-    1 / (1 - p), as `F.dropout` does; only the random stream differs. Elsewhere (CUDA's fused dropout
-    kernel, eval, p = 0) it is the plain expression.
+    It is `nn.Dropout` (same `p`, same train/eval behaviour, found by `isinstance(m, nn.Dropout)`) taking
+    the residual as well, so that the CPU kernels can apply the mask and the sum in one pass.
     """
 
     def forward(self, residual: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return residual + update
-        if update.device.type != "cpu":
-            return residual + F.dropout(update, self.p, training=True)
-        scale = torch.rand(update.shape, device=update.device).ge_(self.p).mul_(1.0 / (1.0 - self.p))
-        return torch.addcmul(residual, update, scale.to(update.dtype))
+        return residual + super().forward(update)
 
 
 class AstroCoEncoderLayer(GradientCheckpointingLayer):
@@ -445,14 +386,22 @@ class AstroCoEncoderLayer(GradientCheckpointingLayer):
         self.dropout = AstroCoResidualDropout(config.dropout)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_bias: torch.Tensor | None, valid: torch.Tensor | None
-    ) -> torch.Tensor:
-        """`attention_bias` (B, 1, 1, T) and `valid` (B, T), both None when there is no padding."""
+        self,
+        hidden_states: torch.Tensor,
+        attention_bias: torch.Tensor | None,
+        valid: torch.Tensor | None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`attention_bias` (B, 1, 1, T) and `valid` (B, T), both None when there is no padding.
+
+        Returns the block output (B, T, D) and, with `output_attentions`, the attention weights (B, H, T, T).
+        """
         x = hidden_states
-        x = self.attention_norm(self.dropout(x, self.self_attention(x, attention_bias)))
+        update, attention_weights = self.self_attention(x, attention_bias, output_attentions)
+        x = self.attention_norm(self.dropout(x, update))
         if self.conv_module is not None:
             x = self.conv_norm(self.dropout(x, self.conv_module(x, valid)))
-        return self.feed_forward_norm(self.dropout(x, self.feed_forward(x)))
+        return self.feed_forward_norm(self.dropout(x, self.feed_forward(x))), attention_weights
 
 
 # ----------------------------------------------------------------------------------------------
@@ -470,12 +419,15 @@ class AstroCoModelOutput(ModelOutput):
         hidden_states (`tuple(torch.FloatTensor)`, M+1 tensors `(B, T, D)`, when asked): the input
             embedding and every block output.
         layer_weights (`torch.FloatTensor` of shape `(M+1,)`): the normalised layer-mixing weights.
+        attentions (`tuple(torch.FloatTensor)`, M tensors `(B, H, T, T)`, when asked): the attention
+            weights of every block (after softmax, padded keys at zero).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     layer_weights: torch.FloatTensor | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -500,6 +452,48 @@ class AstroCoPreTrainedModel(PreTrainedModel):
     def __init__(self, config: AstroCoConfig, *inputs, **kwargs) -> None:
         super().__init__(config, *inputs, **kwargs)
         config.auto_map = {**(getattr(config, "auto_map", None) or {}), **AUTO_MAP}
+
+    def post_init(self) -> None:
+        super().post_init()
+        # On by default: the kernels compute the same function, so every model (also one loaded as Hub
+        # remote code) takes the fast path on a CPU unless `disable_cpu_kernels()` asks for the plain one.
+        self.enable_cpu_kernels()
+
+    def enable_cpu_kernels(self) -> "AstroCoPreTrainedModel":
+        """Run the sublayers through the CPU kernels of `_cpu_kernels` (same function, faster on a CPU).
+
+        One switch for training and inference: in training the depthwise convolution's written-out
+        backward and the fused residual dropout, in eval BatchNorm folded into the convolution and the
+        FFN in chunks of rows. The kernels read the live weights on every call and fall back to the plain
+        sublayers off the CPU and under `torch.compile`, so the switch survives `train()`/`eval()`,
+        `to()` and weight updates. Runtime state only, never saved; on by default (`post_init`). Returns
+        the model.
+        """
+        set_cpu_kernels(self, True)
+        return self
+
+    def disable_cpu_kernels(self) -> "AstroCoPreTrainedModel":
+        """Back to the plain PyTorch sublayers of this file. Returns the model."""
+        set_cpu_kernels(self, False)
+        return self
+
+    @property
+    def cpu_kernels_enabled(self) -> bool:
+        return cpu_kernels_enabled(self)
+
+    @property
+    def dummy_inputs(self) -> dict[str, torch.Tensor]:
+        """Two light curves of 8 steps (the second padded after 5), the inputs `forward` takes."""
+        length = min(8, self.config.max_sequence_length)
+        times = torch.arange(length, dtype=torch.float32, device=self.device).repeat(2, 1) * 1.7
+        attention_mask = torch.ones(2, length, dtype=torch.long, device=self.device)
+        attention_mask[1, length * 5 // 8:] = 0
+        return {
+            "times": times,
+            "magnitudes": 0.3 * torch.sin(times),
+            "uncertainties": torch.full_like(times, 0.05),
+            "attention_mask": attention_mask,
+        }
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -563,6 +557,7 @@ class AstroCoModel(AstroCoPreTrainedModel):
         masked_positions: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> AstroCoModelOutput | tuple:
         r"""
         Args:
@@ -581,9 +576,12 @@ class AstroCoModel(AstroCoPreTrainedModel):
                 "(m, t) pair" wording would also blank the time, which leaves the target undefined).
             output_hidden_states (`bool`, *optional*): also return the M+1 layer outputs.
             return_dict (`bool`, *optional*): return an `AstroCoModelOutput` (default) or a tuple.
+            output_attentions (`bool`, *optional*): also return every block's attention weights (computed
+                by eager attention for the call whatever `config._attn_implementation` is).
         """
         config = self.config
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        output_attentions = output_attentions if output_attentions is not None else config.output_attentions
         return_dict = return_dict if return_dict is not None else config.return_dict
         valid, hidden = _validate_inputs(config, times, magnitudes, uncertainties, attention_mask, masked_positions)
 
@@ -618,17 +616,21 @@ class AstroCoModel(AstroCoPreTrainedModel):
         alphas = self.mixing_weights()
         pooled = alphas[0] * _masked_mean(hidden_states, pool_weights)
         all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
         for index, layer in enumerate(self.layers, start=1):
-            hidden_states = layer(hidden_states, attention_bias, valid)
+            hidden_states, attention_weights = layer(hidden_states, attention_bias, valid, output_attentions)
             pooled = pooled + alphas[index] * _masked_mean(hidden_states, pool_weights)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (attention_weights,)
 
         output = AstroCoModelOutput(
             last_hidden_state=hidden_states,
             pooler_output=pooled,
             hidden_states=all_hidden_states,
             layer_weights=alphas,
+            attentions=all_attentions,
         )
         return output if return_dict else output.to_tuple()
 
@@ -642,6 +644,7 @@ class AstroCoMaskedReconstructionOutput(ModelOutput):
         pooler_output (`torch.FloatTensor` of shape `(B, D)`): the light-curve embedding.
         hidden_states (`tuple(torch.FloatTensor)`, when asked): input embedding and block outputs.
         layer_weights (`torch.FloatTensor` of shape `(M+1,)`): normalised layer-mixing weights.
+        attentions (`tuple(torch.FloatTensor)`, M tensors `(B, H, T, T)`, when asked): attention weights.
     """
 
     loss: torch.FloatTensor | None = None
@@ -649,6 +652,7 @@ class AstroCoMaskedReconstructionOutput(ModelOutput):
     pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     layer_weights: torch.FloatTensor | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def masked_rmse(prediction: torch.Tensor, target: torch.Tensor, probed: torch.Tensor) -> torch.Tensor:
@@ -688,6 +692,7 @@ class AstroCoForMaskedReconstruction(AstroCoPreTrainedModel):
         probed_positions: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> AstroCoMaskedReconstructionOutput | tuple:
         r"""
         Args:
@@ -698,7 +703,8 @@ class AstroCoForMaskedReconstruction(AstroCoPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         encoded = self.astroco(times, magnitudes, uncertainties, attention_mask, masked_positions,
-                               output_hidden_states=output_hidden_states, return_dict=True)
+                               output_hidden_states=output_hidden_states, return_dict=True,
+                               output_attentions=output_attentions)
         reconstruction = self.reconstruction_head(encoded.last_hidden_state).squeeze(-1)  # (B, T)
 
         loss = None
@@ -719,6 +725,7 @@ class AstroCoForMaskedReconstruction(AstroCoPreTrainedModel):
             pooler_output=encoded.pooler_output,
             hidden_states=encoded.hidden_states,
             layer_weights=encoded.layer_weights,
+            attentions=encoded.attentions,
         )
         return output if return_dict else output.to_tuple()
 
@@ -733,6 +740,7 @@ class AstroCoSequenceClassifierOutput(ModelOutput):
         pooler_output (`torch.FloatTensor` of shape `(B, D)`): the light-curve embedding.
         hidden_states (`tuple(torch.FloatTensor)`, when asked): input embedding and block outputs.
         layer_weights (`torch.FloatTensor` of shape `(M+1,)`): normalised layer-mixing weights.
+        attentions (`tuple(torch.FloatTensor)`, M tensors `(B, H, T, T)`, when asked): attention weights.
     """
 
     loss: torch.FloatTensor | None = None
@@ -740,6 +748,7 @@ class AstroCoSequenceClassifierOutput(ModelOutput):
     pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     layer_weights: torch.FloatTensor | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class AstroCoForSequenceClassification(AstroCoPreTrainedModel):
@@ -792,6 +801,7 @@ class AstroCoForSequenceClassification(AstroCoPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> AstroCoSequenceClassifierOutput | tuple:
         r"""
         Args:
@@ -800,7 +810,8 @@ class AstroCoForSequenceClassification(AstroCoPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         encoded = self.astroco(times, magnitudes, uncertainties, attention_mask, masked_positions,
-                               output_hidden_states=output_hidden_states, return_dict=True)
+                               output_hidden_states=output_hidden_states, return_dict=True,
+                               output_attentions=output_attentions)
         logits = self.classifier(self.dropout(encoded.pooler_output))  # (B, num_labels)
 
         loss = None
@@ -817,5 +828,6 @@ class AstroCoForSequenceClassification(AstroCoPreTrainedModel):
             pooler_output=encoded.pooler_output,
             hidden_states=encoded.hidden_states,
             layer_weights=encoded.layer_weights,
+            attentions=encoded.attentions,
         )
         return output if return_dict else output.to_tuple()
