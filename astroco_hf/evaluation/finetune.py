@@ -18,6 +18,7 @@ head on cached features (encoder run once instead of every epoch).
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +33,13 @@ from ..data import ColumnMap
 from ..feature_extraction_astroco import AstroCoFeatureExtractor
 from ..modeling_astroco import AstroCoForSequenceClassification
 from ..pipelines import save_inference_files
+from ..release.release import CLASSIFICATION_RESULTS, CLEANING_REPORT, EVAL_RESULTS, FIGURES, TRAINING_CONFIG
 from ..windowing import pad_segments
 from .embed import AstroCoEmbedder
 from .fewshot import macro_f1
 from .inputs import DEFAULT_COLUMNS, LightCurveInput, as_arrays
 
-CLASSIFICATION_RESULTS = "classification_results.json"
+PRETRAINING_RECORDS = (EVAL_RESULTS, TRAINING_CONFIG, CLEANING_REPORT, *FIGURES)
 
 WINDOW_FEATURES = Features({
     "times": List(Value("float32")),
@@ -201,10 +203,17 @@ def finetune_classifier(
     # from_pretrained, AutoFeatureExtractor, pipeline(...) and `astroco release`.
     trainer.save_model(str(output_dir))
     save_inference_files(output_dir, feature_extractor)
+    # The encoder's pretraining records travel with it, so that the release card can describe them.
+    base = Path(model)
+    for name in PRETRAINING_RECORDS:
+        if (base / name).is_file() and base.resolve() != Path(output_dir).resolve():
+            shutil.copyfile(base / name, Path(output_dir) / name)
+    pretraining = json.loads((base / EVAL_RESULTS).read_text()) if (base / EVAL_RESULTS).is_file() else {}
     results = {
         "astroco_hf_version": __version__,
         "task": "classification",
         "base_model": str(model),
+        "preset": pretraining.get("model", {}).get("preset"),
         "class_names": list(class_names),
         "eval": {"macro_f1": score, "level": "curve", "n_curves": len(logits),
                  "window_macro_f1_best": trainer.state.best_metric},

@@ -17,12 +17,16 @@ from typing import Any
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..pipelines import CLASSIFICATION_TASK as CLASSIFICATION_PIPELINE_TASK
+from ..pipelines import FEATURE_EXTRACTION_TASK
+
 __all__ = [
     "CARD_TAGS",
     "FEWSHOT_METHODS",
     "MODEL_CARDS_DIR",
     "NOT_MEASURED",
     "RECONSTRUCTION_METRICS",
+    "classification_eval_results",
     "fewshot_eval_results",
     "reconstruction_eval_results",
     "render_model_card",
@@ -54,6 +58,7 @@ RECONSTRUCTION_METRICS: dict[str, tuple[str, str]] = {
 }
 RECONSTRUCTION_TASK = ("masked-reconstruction", "Masked reconstruction")
 FEWSHOT_TASK = ("time-series-classification", "Few-shot classification (frozen encoder + linear head)")
+CLASSIFICATION_TASK = ("time-series-classification", "Light-curve classification (fine-tuned)")
 # The few-shot method that is this model (frozen encoder + linear head) goes into the model-index;
 # the others are reference rows computed on the same splits.
 FEWSHOT_MODEL_METHOD = "astroco"
@@ -154,6 +159,34 @@ def fewshot_eval_results(fewshot: Mapping[str, Any]) -> list[EvalResult]:
         for shots in protocol.get("shots", [])
         if _measured(runs.get(str(shots), {}).get("macro_f1_mean"))
     ]
+
+
+def classification_eval_results(classification: Mapping[str, Any]) -> list[EvalResult]:
+    """Model-index entry for a fine-tuned classifier's curve-level macro-F1 (``classification_results.json``
+    of :func:`astroco_hf.evaluation.finetune_classifier`, measured on its evaluation curves)."""
+    score = classification.get("eval", {}).get("macro_f1")
+    if not _measured(score):
+        return []
+    return [EvalResult(
+        task_type=CLASSIFICATION_TASK[0], task_name=CLASSIFICATION_TASK[1], dataset_type="light-curves",
+        dataset_name=_classification_dataset(classification), dataset_split="validation", metric_type="f1",
+        metric_name="macro-F1, whole light curves", metric_value=score, metric_args={"average": "macro"},
+    )]
+
+
+def _classification_dataset(classification: Mapping[str, Any]) -> str:
+    curves = classification.get("eval", {}).get("n_curves")
+    return f"evaluation light curves ({_fmt(curves)} curves; classes {', '.join(classification.get('class_names', []))})"
+
+
+def _classification_section(classification: Mapping[str, Any]) -> str:
+    """The fine-tuned classifier's result and settings. The evaluation curves also chose the best epoch,
+    so the score is a validation score."""
+    hyperparameters = classification.get("training", {}).get("hyperparameters", {})
+    return (f"**Fine-tuned classifier** (pipeline task `{CLASSIFICATION_PIPELINE_TASK}`): macro-F1 "
+            f"{_fmt(classification.get('eval', {}).get('macro_f1'))} on {_classification_dataset(classification)}, "
+            "which also selected the best epoch (a validation score, not a test score).\n\n"
+            + _table(("setting", "value"), [(f"`{k}`", _value(v)) for k, v in hyperparameters.items()]))
 
 
 def _reconstruction_table(test: Mapping[str, Any]) -> str:
@@ -272,6 +305,7 @@ def render_model_card(
     base_model: str | None = None,
     cleaning: Mapping[str, Any] | None = None,
     figures: Sequence[str] = (),
+    classification: Mapping[str, Any] | None = None,
 ) -> ModelCard:
     """Render a model card.
 
@@ -287,8 +321,14 @@ def render_model_card(
         base_model: Hub id of the model this one was fine-tuned from, if any.
         cleaning: the run's ``cleaning_report.json``, if it wrote one.
         figures: the run's figures shipped beside the card (``learning_curve.png``, ``reconstruction.png``).
+        classification: a fine-tuned classifier's ``classification_results.json``: its macro-F1 is the
+            model-index (the reconstruction metrics describe the pretrained encoder, shown in the prose
+            only) and its section opens the evaluation prose.
     """
-    results = reconstruction_eval_results(eval_results, datasets)
+    if classification is None:
+        results = reconstruction_eval_results(eval_results, datasets)
+    else:
+        results = classification_eval_results(classification)
     for fewshot in fewshots:
         results += fewshot_eval_results(fewshot)
     metric_types = list(dict.fromkeys(r.metric_type for r in results))
@@ -296,7 +336,7 @@ def render_model_card(
         model_name=repo_id.split("/")[-1],
         license=LICENSE,
         library_name="transformers",
-        pipeline_tag="feature-extraction",
+        pipeline_tag=FEATURE_EXTRACTION_TASK,  # the pipeline every AstroCo folder declares
         tags=list(CARD_TAGS),
         datasets=list(datasets) or None,
         base_model=base_model,
@@ -320,7 +360,8 @@ def render_model_card(
         "training_table": _training_table(eval_results.get("training", {})),
         "reconstruction_table": _reconstruction_table(test),
         "per_survey_table": _per_survey_table(eval_results.get("per_survey", {})),
-        "fewshot_section": _fewshot_section(fewshots),
+        "fewshot_section": "\n\n".join(
+            ([_classification_section(classification)] if classification is not None else []) + [_fewshot_section(fewshots)]),
         "not_measured": unmeasured,
         "not_measured_text": NOT_MEASURED,
     }

@@ -21,9 +21,12 @@ from typing import Any
 from huggingface_hub import CommitInfo, HfApi
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
+from transformers.dynamic_module_utils import get_relative_import_files
 
 from .. import __version__
+from .. import modeling_astroco
 from ..configuration_astroco import AstroCoConfig
+from ..feature_extraction_astroco import AstroCoFeatureExtractor
 from ..modeling_astroco import (
     AUTO_MAP,
     AstroCoForMaskedReconstruction,
@@ -31,9 +34,11 @@ from ..modeling_astroco import (
     AstroCoModel,
     AstroCoPreTrainedModel,
 )
+from ..pipelines import save_inference_files
 from .cards import render_model_card, template_for_preset
 
 __all__ = [
+    "CLASSIFICATION_RESULTS",
     "CLEANING_REPORT",
     "EVAL_RESULTS",
     "FEWSHOT_RESULTS",
@@ -49,16 +54,17 @@ __all__ = [
 ]
 
 WEIGHTS = "model.safetensors"
+FEATURE_EXTRACTOR = "preprocessor_config.json"
 CONFIG = "config.json"
 EVAL_RESULTS = "eval_results.json"
 FEWSHOT_RESULTS = "fewshot_results.json"
 TRAINING_CONFIG = "training_config.json"
 CLEANING_REPORT = "cleaning_report.json"
+CLASSIFICATION_RESULTS = "classification_results.json"  # written by evaluation.finetune_classifier
 # Figures `astroco pretrain` draws into the model folder; the card shows the ones present.
 FIGURES: tuple[str, ...] = ("learning_curve.png", "reconstruction.png")
 RELEASE_INFO = "release_info.json"
 CARD = "README.md"
-REMOTE_CODE: tuple[str, ...] = ("configuration_astroco.py", "modeling_astroco.py")
 
 ARCHITECTURES: dict[str, type[AstroCoPreTrainedModel]] = {
     cls.__name__: cls for cls in (AstroCoModel, AstroCoForMaskedReconstruction, AstroCoForSequenceClassification)
@@ -145,6 +151,21 @@ def _read_run_records(model_dir: Path, config: dict[str, Any]) -> dict[str, Any]
     return results
 
 
+def _read_classification(model_dir: Path, architecture: str) -> dict[str, Any] | None:
+    """A fine-tuned classifier's ``classification_results.json`` (required for that architecture)."""
+    path = model_dir / CLASSIFICATION_RESULTS
+    if architecture != AstroCoForSequenceClassification.__name__:
+        return None
+    if not path.is_file():
+        raise ReleaseError(f"{model_dir} is an {architecture} without {CLASSIFICATION_RESULTS}: a release reports "
+                           "measured results only; astroco_hf.evaluation.finetune_classifier writes this file "
+                           "beside the fine-tuned model.")
+    results = _read_json(path)
+    if not isinstance(results.get("eval"), dict) or "macro_f1" not in results["eval"]:
+        raise ReleaseError(f"{path} has no 'eval' section with 'macro_f1' (see finetune_classifier).")
+    return results
+
+
 def _read_fewshots(model_dir: Path, paths: Iterable[str | Path]) -> list[tuple[Path, dict[str, Any]]]:
     """The few-shot files given (a file or the folder of ``astroco fewshot --out``) plus the model
     folder's own, each checked to report this model; one per benchmark."""
@@ -216,15 +237,20 @@ def build_release_folder(
     """Build the exact folder to upload for the trained model in ``model_dir``.
 
     The folder holds ``model.safetensors`` (copied byte for byte), ``config.json`` with a complete
-    ``auto_map`` and ``astroco_hf_version``, the remote-code modules, the model card ``README.md``, the
-    run's ``eval_results.json`` and ``training_config.json`` (and ``cleaning_report.json`` and the
-    learning-curve and reconstruction figures when the run wrote them), one
-    ``fewshot_results_<benchmark>.json`` per few-shot file, and ``release_info.json`` (versions, commit
-    message, file hashes).
+    ``auto_map``, ``custom_pipelines`` and ``astroco_hf_version``, the remote-code modules, the feature
+    extractor (``preprocessor_config.json``: the model folder's, else the default windows) and the
+    pipelines (:func:`astroco_hf.pipelines.save_inference_files`), the model card ``README.md``, the
+    run's ``eval_results.json`` and ``training_config.json`` (and ``cleaning_report.json``,
+    ``classification_results.json`` and the learning-curve and reconstruction figures when the run
+    wrote them), one ``fewshot_results_<benchmark>.json`` per few-shot file, and ``release_info.json``
+    (versions, commit message, file hashes).
 
     Args:
         model_dir: a saved AstroCo model with the ``eval_results.json`` and ``training_config.json`` of
-            its pretraining run (the output folder of ``astroco pretrain``).
+            its pretraining run (the output folder of ``astroco pretrain``), or a fine-tuned
+            ``AstroCoForSequenceClassification`` with its ``classification_results.json`` (the output
+            folder of :func:`astroco_hf.evaluation.finetune_classifier`, which also carries the
+            pretraining run's records when it was fine-tuned from a run folder).
         out_dir: where to build; must be empty or absent (or an earlier release with ``overwrite``).
         repo_id: target ``ORG/NAME`` on the Hub.
         fewshot: ``fewshot_results.json`` files (or folders holding one) measured on this model;
@@ -247,9 +273,13 @@ def build_release_folder(
     if base_model is not None:
         check_repo_id(base_model, "base model id")
     source_config = _read_model_config(model_dir)
-    eval_results = _read_run_records(model_dir, source_config)
+    architecture = source_config["architectures"][0]
+    classification = _read_classification(model_dir, architecture)
+    # A classifier fine-tuned from a checkpoint without run records (e.g. from the Hub) has only its own.
+    has_run_records = classification is None or (model_dir / EVAL_RESULTS).is_file()
+    eval_results = _read_run_records(model_dir, source_config) if has_run_records else {}
     fewshots = _read_fewshots(model_dir, fewshot)
-    preset = eval_results.get("model", {}).get("preset")
+    preset = eval_results.get("model", {}).get("preset") or (classification or {}).get("preset")
     try:
         template_path = Path(template) if template is not None else template_for_preset(preset)
     except (ValueError, FileNotFoundError) as error:
@@ -257,7 +287,6 @@ def build_release_folder(
     if not template_path.is_file():
         raise ReleaseError(f"Model card template {template_path} not found.")
     # The weights must be exactly those of the recorded architecture: nothing missing, nothing extra.
-    architecture = source_config["architectures"][0]
     model, info = ARCHITECTURES[architecture].from_pretrained(model_dir, output_loading_info=True)
     problems = {kind: sorted(keys) for kind, keys in info.items() if keys and kind != "error_msgs"}
     if problems:
@@ -270,12 +299,17 @@ def build_release_folder(
     config.astroco_hf_version = __version__
     config.save_pretrained(out_dir)
     shutil.copyfile(model_dir / WEIGHTS, out_dir / WEIGHTS)
-    package_dir = Path(__file__).resolve().parents[1]
-    for name in REMOTE_CODE:
-        shutil.copyfile(package_dir / name, out_dir / name)
+    modeling_file = Path(modeling_astroco.__file__)
+    for path in (modeling_file, *map(Path, get_relative_import_files(str(modeling_file)))):
+        shutil.copyfile(path, out_dir / path.name)
+    # The feature extractor the model was trained with (or the default windows), and the pipelines.
+    feature_extractor = (AstroCoFeatureExtractor.from_pretrained(str(model_dir))
+                         if (model_dir / FEATURE_EXTRACTOR).is_file() else None)
+    save_inference_files(out_dir, feature_extractor)
 
     # The run's own records, byte for byte; checkpoints, trainer state and pickled arguments stay behind.
-    records = [name for name in (EVAL_RESULTS, TRAINING_CONFIG, CLEANING_REPORT, *FIGURES) if (model_dir / name).is_file()]
+    records = [name for name in (EVAL_RESULTS, TRAINING_CONFIG, CLEANING_REPORT, CLASSIFICATION_RESULTS, *FIGURES)
+               if (model_dir / name).is_file()]
     for name in records:
         shutil.copyfile(model_dir / name, out_dir / name)
     for path, fewshot_results in fewshots:
@@ -285,7 +319,7 @@ def build_release_folder(
         fewshots=[f for _, f in fewshots], parameters=parameters, package_version=__version__,
         template=template_path, datasets=datasets, base_model=base_model,
         cleaning=_read_json(out_dir / CLEANING_REPORT) if CLEANING_REPORT in records else None,
-        figures=[name for name in FIGURES if name in records],
+        figures=[name for name in FIGURES if name in records], classification=classification,
     )
     card.save(out_dir / CARD)
 
