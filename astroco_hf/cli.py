@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from .errors import UserError
+from .errors import TrainingInterrupted, UserError
 
 # Sub-command modules, in the order they appear in ``astroco --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = describe_user_error(error)
         if message is None or debug:
             raise
-        print(f"astroco {command}: error: {message}", file=sys.stderr)
+        label = "" if isinstance(error, TrainingInterrupted) else "error: "  # a requested stop, not a mistake
+        print(f"astroco {command}: {label}{message}", file=sys.stderr)
         return getattr(error, "exit_code", 2)
 
 
