@@ -22,10 +22,16 @@ matrix product: 85.9 GFLOP/s in fp32 and 0.16 GFLOP/s in bf16 (0.2 s against 106
 
 from __future__ import annotations
 
+import copy
 import functools
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 __all__ = [
     "PRECISIONS",
@@ -36,6 +42,10 @@ __all__ = [
     "native_bf16",
     "bf16_problem",
     "training_uses_bf16",
+    "InferencePath",
+    "candidate_paths",
+    "prepare_for_inference",
+    "choose_inference_path",
 ]
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
@@ -106,3 +116,307 @@ def training_uses_bf16(precision: str, device: str | torch.device = "cpu") -> bo
             raise ValueError(f"--precision bf16 refused for training: {problem}")
         return True
     return False
+
+
+# ----------------------------------------------------------------------------------------------
+# Inference paths
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InferencePath:
+    """How an encoder is run for inference: a numeric ``precision`` and a ``backend``.
+
+    ``name`` is ``precision`` for eager PyTorch, else ``precision+backend`` (``int8+onnx``).
+    """
+
+    precision: str = "fp32"
+    backend: str = "eager"
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision, ("fp32", "bf16", "int8"))
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown inference backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
+        if self.precision == "bf16" and self.backend == "onnx":
+            raise ValueError("bf16 runs in PyTorch only (eager or compile), not on the ONNX Runtime backend")
+
+    @property
+    def name(self) -> str:
+        return self.precision if self.backend == "eager" else f"{self.precision}+{self.backend}"
+
+    @classmethod
+    def parse(cls, name: str) -> InferencePath:
+        precision, _, backend = name.partition("+")
+        return cls(precision, backend or "eager")
+
+
+def candidate_paths(device: str | torch.device = "cpu") -> list[InferencePath]:
+    """What ``--precision auto`` measures on ``device``.
+
+    fp32 and int8 in PyTorch and (CPU, with ``onnxruntime`` installed) in ONNX Runtime, bf16 where
+    native. ``torch.compile`` is left out: its first call took 192 s for AstroCo-S under load here,
+    more than it saves on a catalogue, and it was no faster in the embedder (README, Speed); it stays
+    available as ``--backend compile``. int8 is quantized on the CPU only (PyTorch's dynamic int8
+    kernels are CPU kernels).
+    """
+    import importlib.util
+
+    device = torch.device(device)
+    paths = [InferencePath("fp32")]
+    if device.type == "cpu":
+        paths.append(InferencePath("int8"))
+        if importlib.util.find_spec("onnxruntime") is not None:
+            paths += [InferencePath("fp32", "onnx"), InferencePath("int8", "onnx")]
+    if native_bf16(device):
+        paths.append(InferencePath("bf16"))
+    return paths
+
+
+def prepare_for_inference(model: nn.Module, path: InferencePath | str, example: dict[str, torch.Tensor]) -> nn.Module:
+    """The encoder of ``model`` made to run ``path``: an ``AstroCoModel`` to hand to ``AstroCoEmbedder``.
+
+    fp32 eager returns the encoder itself (with the CPU kernels on a CPU); every other path works on a
+    copy, so ``model`` stays usable. The result keeps the encoder's class, config, parameters and
+    mixing weights; only its ``forward`` runs the path:
+
+    - ``bf16``: the forward under bf16 autocast, the pooled output cast back to fp32.
+    - ``int8``: ``torch.ao.quantization.quantize_dynamic`` of the linear layers of the encoder blocks
+      that the forward calls as modules (found by hooks on ``example``); a layer whose weight the
+      forward reads directly (the FFN's split ``in_proj``) and the small input projections stay fp32.
+    - ``compile``: ``torch.compile`` of the forward (dynamic shapes).
+    - ``onnx``: the encoder exported by :func:`astroco_hf.export.onnx.export_onnx` (dynamic batch, windows
+      padded to ``max_sequence_length``) and run by ONNX Runtime on the CPU; int8 =
+      ``onnxruntime.quantization.quantize_dynamic`` of that graph. It returns pooled embeddings only:
+      ``output_hidden_states=True`` raises.
+
+    Args:
+        model: an AstroCo model (its ``base_model`` is used), in eval mode after this call.
+        path: an :class:`InferencePath` or its name.
+        example: one batch of windows (``times``, ``magnitudes``, ``uncertainties``, ``attention_mask``,
+            each (B, T)), on which the int8 path finds the linear layers the forward calls.
+    """
+    path = InferencePath.parse(path) if isinstance(path, str) else path
+    encoder = model.base_model.eval()
+    if path.precision == "bf16" and (problem := bf16_problem(encoder.device)) is not None:
+        warnings.warn(problem, stacklevel=2)
+    if path.backend == "onnx":
+        return _onnx_encoder(encoder, path.precision == "int8", example)
+    if path == InferencePath("fp32") and encoder.device.type == "cpu":
+        return encoder.enable_cpu_kernels()
+    if path == InferencePath("fp32"):
+        return encoder
+    prepared = copy.deepcopy(encoder)
+    if prepared.device.type == "cpu":
+        prepared.enable_cpu_kernels()
+    if path.precision == "int8":
+        _quantize_linear_layers(prepared, example)
+    plain = prepared.forward
+    if path.precision == "bf16":
+        device_type = prepared.device.type
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            with torch.autocast(device_type, dtype=torch.bfloat16):
+                out = plain(*args, **kwargs)
+            out.pooler_output = out.pooler_output.float()
+            return out
+
+        prepared.forward = forward
+    if path.backend == "compile":
+        prepared.forward = torch.compile(prepared.forward, dynamic=True)
+    return prepared
+
+
+def _quantize_linear_layers(encoder: nn.Module, example: dict[str, torch.Tensor]) -> None:
+    """Dynamic int8 for the ``nn.Linear`` modules of ``encoder.layers`` that its forward calls, in place."""
+    called: set[str] = set()
+    hooks = [
+        module.register_forward_hook(lambda module, args, out, name=name: called.add(name))
+        for name, module in encoder.named_modules()
+        if isinstance(module, nn.Linear) and name.startswith("layers.")
+    ]
+    try:
+        with torch.inference_mode():
+            encoder(**example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    spec = dict.fromkeys(called, torch.ao.quantization.default_dynamic_qconfig)
+    torch.ao.quantization.quantize_dynamic(encoder, spec, dtype=torch.qint8, inplace=True)
+
+
+def _onnx_encoder(encoder: nn.Module, int8: bool, example: dict[str, torch.Tensor]) -> nn.Module:
+    """``encoder`` with its forward run by ONNX Runtime on the graph of :func:`astroco_hf.export.export_onnx`."""
+    import tempfile
+
+    import onnxruntime as ort
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    from .export.onnx import export_onnx
+
+    length = encoder.config.max_sequence_length  # the graph's fixed window length; shorter batches are padded
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter and quantizer chatter
+        graph = str(export_onnx(encoder, f"{folder}/encoder.onnx"))
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(graph, f"{folder}/encoder-int8.onnx", weight_type=QuantType.QInt8)
+            graph = f"{folder}/encoder-int8.onnx"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        # Idle ORT threads spin by default; beside PyTorch's on a small CPU they take the cores away.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+    prepared = copy.deepcopy(encoder)
+
+    def forward(times: torch.Tensor, magnitudes: torch.Tensor, uncertainties: torch.Tensor,
+                attention_mask: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                **kwargs: Any) -> BaseModelOutputWithPooling:
+        if output_hidden_states:
+            raise ValueError("the ONNX Runtime path returns pooled embeddings only; "
+                             "per-layer outputs need a PyTorch path (--backend eager)")
+        if attention_mask is None:
+            attention_mask = torch.ones(times.shape, dtype=torch.long, device=times.device)
+        pad = length - times.shape[1]
+        feed = {name: F.pad(value, (0, pad)).cpu().numpy() for name, value in
+                (("times", times), ("magnitudes", magnitudes), ("uncertainties", uncertainties),
+                 ("attention_mask", attention_mask.long()))}
+        (pooled,) = session.run(["mean"], feed)
+        return BaseModelOutputWithPooling(pooler_output=torch.from_numpy(pooled).to(times.device))
+
+    prepared.forward = forward
+    return prepared
+
+
+@dataclass
+class Calibration:
+    """What ``--precision auto`` measured: ``chosen`` and, per candidate path name, the median and
+    spread (min, max) of ``repeats`` timed calls on the example batch, the smallest cosine of its
+    pooled embeddings with fp32 eager, and the error of a path that failed to prepare or run."""
+
+    chosen: str
+    min_cosine: float
+    results: dict[str, dict[str, Any]]
+    cached: bool = False
+
+    def to_text(self) -> str:
+        rows = []
+        for name, r in self.results.items():
+            if "error" in r:
+                rows.append(f"{name} failed ({r['error']})")
+            else:
+                rows.append(f"{name} {r['median_s'] * 1e3:.0f} ms [{r['min_s'] * 1e3:.0f}-{r['max_s'] * 1e3:.0f}] "
+                            f"cos {r['cosine_min']:.6f}")
+        origin = " (cached)" if self.cached else ""
+        return f"precision auto -> {self.chosen}{origin}: " + "; ".join(rows)
+
+
+def _fingerprint(encoder: nn.Module, example: dict[str, torch.Tensor], candidates: list[InferencePath]) -> str:
+    """Key of a calibration: the weights, the hardware and software, the example's shape, the candidates."""
+    import hashlib
+    import platform
+
+    digest = hashlib.sha256()
+    for name, tensor in encoder.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    device = encoder.device
+    hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                else next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                           if line.startswith("model name")), platform.processor())
+                if Path("/proc/cpuinfo").exists() else platform.processor())
+    digest.update(repr((hardware, sorted(_cpu_flags()), torch.get_num_threads(), str(device), torch.__version__,
+                        ort_version, tuple(example["times"].shape), [p.name for p in candidates])).encode())
+    return digest.hexdigest()
+
+
+def _cache_file() -> Path:
+    import os
+
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return root / "astroco" / "inference_paths.json"
+
+
+def choose_inference_path(
+    model: nn.Module,
+    example: dict[str, torch.Tensor],
+    *,
+    candidates: list[InferencePath] | None = None,
+    min_cosine: float = 0.999,
+    repeats: int = 3,
+    cache: bool = True,
+) -> Calibration:
+    """``--precision auto``: the fastest candidate whose pooled embeddings keep cosine >= ``min_cosine``
+    with fp32 eager on ``example``, measured once per (weights, hardware, software, batch shape).
+
+    Every candidate (default :func:`candidate_paths`) is prepared and run once on ``example``, then
+    timed ``repeats`` times, candidates alternating within each round so that a load change on a
+    shared machine hits them alike; the median decides. fp32 eager always qualifies, so there is
+    always a choice. The result is cached as JSON in ``$XDG_CACHE_HOME/astroco/inference_paths.json``
+    (``cache=False``: neither read nor written).
+
+    Args:
+        model: an AstroCo model (its encoder is measured; the model itself is not changed).
+        example: a batch of windows as in :func:`prepare_for_inference`, ideally the first batch of
+            the data to embed (B, T) with B about the embedding batch size.
+    """
+    import json
+    import time
+
+    encoder = model.base_model.eval()
+    candidates = candidates or candidate_paths(encoder.device)
+    key = _fingerprint(encoder, example, candidates)
+    file = _cache_file()
+    if cache and file.exists():
+        try:
+            stored = json.loads(file.read_text()).get(key)
+        except (OSError, json.JSONDecodeError):
+            stored = None  # an unreadable cache is measured again and rewritten
+        if stored is not None and stored["min_cosine"] == min_cosine:
+            return Calibration(stored["chosen"], min_cosine, stored["results"], cached=True)
+
+    with torch.inference_mode():
+        baseline = encoder(**example).pooler_output.float()
+    runs: dict[str, Any] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for path in candidates:
+        try:
+            prepared = prepare_for_inference(copy.deepcopy(encoder), path, example)
+            with torch.inference_mode():
+                pooled = prepared(**example).pooler_output.float()
+            cosine = float(F.cosine_similarity(pooled, baseline, dim=-1).min())
+        except Exception as error:  # noqa: BLE001 - a path this machine cannot run is recorded, not chosen
+            results[path.name] = {"error": f"{type(error).__name__}: {error}"}
+            continue
+        runs[path.name] = prepared
+        results[path.name] = {"cosine_min": cosine, "times_s": []}
+    with torch.inference_mode():
+        for round_index in range(repeats):
+            names = list(runs) if round_index % 2 == 0 else list(runs)[::-1]
+            for name in names:
+                start = time.perf_counter()
+                runs[name](**example)
+                results[name]["times_s"].append(time.perf_counter() - start)
+    for name in runs:
+        times = sorted(results[name]["times_s"])
+        results[name] |= {"median_s": times[len(times) // 2], "min_s": times[0], "max_s": times[-1]}
+    eligible = [name for name in runs if results[name]["cosine_min"] >= min_cosine]
+    chosen = min(eligible, key=lambda name: results[name]["median_s"])
+    if cache:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            stored = json.loads(file.read_text()) if file.exists() else {}
+        except (OSError, json.JSONDecodeError):
+            stored = {}
+        stored[key] = {"chosen": chosen, "min_cosine": min_cosine, "results": results}
+        temporary = file.with_suffix(f".tmp{id(stored)}")
+        temporary.write_text(json.dumps(stored, indent=1))
+        temporary.replace(file)
+    return Calibration(chosen, min_cosine, results)
