@@ -1,4 +1,4 @@
-"""``astroco fewshot``: the paper's frozen-encoder few-shot protocol with two reference rows."""
+"""``astroco fewshot``: the paper's frozen-encoder few-shot protocol with the feature reference rows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 
 NAME = "fewshot"
 HELP = ("Few-shot classification (paper section 4): frozen encoder + linear head vs logistic regression on the "
-        "embeddings vs hand-crafted features, N objects per class, folds x seeds; JSON, table and confusion PNG.")
+        "embeddings vs light-curve features (random forest, logistic regression) vs embeddings + features, N objects "
+        "per class, folds x seeds; JSON, table and confusion PNG.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test objects per class, shared by the folds (default: the benchmark's, else 100)")
     parser.add_argument("--n-validation", type=int, default=None, help="validation objects per class (default: max(5, N/10))")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the object splits (default: 0)")
-    parser.add_argument("--feature-classifier", choices=("random_forest", "logreg"), default="random_forest",
-                        help="classifier of the hand-crafted-feature baseline (default: random_forest)")
+    parser.add_argument("--feature-classifier", nargs="+", choices=("random_forest", "logreg"),
+                        default=["random_forest", "logreg"],
+                        help="classifiers of the light-curve-feature rows (default: random_forest logreg)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder: fewshot_results.json, fewshot_table.md, confusion_matrix.png")
     parser.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default: 256)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available, else cpu)")
     parser.add_argument("--bf16", action="store_true", help="encode under bfloat16 autocast")
-    parser.add_argument("--no-feature-cache", action="store_true", help="recompute the hand-crafted features")
+    parser.add_argument("--no-feature-cache", action="store_true", help="recompute the light-curve features")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{labelled.name}: {len(labelled):,} objects {labelled.class_counts()}")
     config = FewShotConfig(shots=tuple(args.shots), folds=args.folds, seeds=args.seeds, split_seed=args.split_seed,
                            n_validation_per_class=args.n_validation, n_test_per_class=n_test,
-                           feature_classifier=args.feature_classifier)
+                           feature_classifiers=tuple(dict.fromkeys(args.feature_classifier)))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     embedder = AstroCoEmbedder.from_pretrained(args.model, batch_size=args.batch_size, device=device,
                                                autocast_dtype=torch.bfloat16 if args.bf16 else None,

@@ -15,11 +15,18 @@ seeds, three classifiers see the same splits:
   turns a trained head into that model.
 * ``logreg_embeddings``: scikit-learn logistic regression on the standardised pooled embeddings
   (the encoder's own mixing weights), C chosen on validation macro-F1.
-* ``handcrafted_features``: a random forest (default; or logistic regression) on the seven
+* ``light_curve_rf`` / ``light_curve_logreg``: a random forest / logistic regression (C chosen on
+  validation macro-F1) on the 50 ``light-curve`` package features of
   :mod:`~astroco_hf.evaluation.features` (median-imputed, standardised).
+* ``astroco_light_curve_rf`` / ``astroco_light_curve_logreg``: the same classifiers on the pooled
+  embeddings concatenated with those features (each column standardised): does the encoder add
+  information the features lack?
+
+Only the curves some split uses are embedded and featurised (the periodograms dominate the cost).
 
 Macro-F1 comes from the package's ``evaluate`` module (:data:`MACRO_F1_PATH`). Results are reported
-as mean +- std (ddof=1) over the folds x seeds runs per N; an N that a class is too small for is
+as mean +- std (ddof=1) over the folds x seeds runs per N (random forests and heads: one run per seed;
+the deterministic logistic regressions: one per fold); an N that a class is too small for is
 skipped whole (a macro-F1 over fewer classes would not be comparable) and reported.
 """
 
@@ -49,15 +56,21 @@ from ..data import few_shot_splits
 from ..modeling_astroco import AstroCoForSequenceClassification, AstroCoModel
 from .benchmarks import LabelledLightCurves
 from .embed import AstroCoEmbedder, EmbeddingOutput
-from .features import handcrafted_features
+from .features import EXTRACTOR, FEATURE_NAMES, light_curve_features
 from .macro_f1 import macro_f1 as macro_f1_score  # the metric's own function: cheap inside the epoch loop
 
 MACRO_F1_PATH = str(Path(__file__).with_name("macro_f1.py"))
 METHODS: dict[str, str] = {
     "astroco": "AstroCo frozen encoder + linear head",
     "logreg_embeddings": "Logistic regression on AstroCo embeddings",
-    "handcrafted_features": "Hand-crafted features + {classifier}",
+    "light_curve_rf": "light-curve features + random forest",
+    "light_curve_logreg": "light-curve features + logistic regression",
+    "astroco_light_curve_rf": "AstroCo embeddings ⊕ light-curve features + random forest",
+    "astroco_light_curve_logreg": "AstroCo embeddings ⊕ light-curve features + logistic regression",
 }
+FEATURE_CLASSIFIERS: tuple[str, ...] = ("random_forest", "logreg")
+_FEATURE_METHODS = {"random_forest": ("light_curve_rf", "astroco_light_curve_rf"),
+                    "logreg": ("light_curve_logreg", "astroco_light_curve_logreg")}
 LOGREG_C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
 DEFAULT_FEATURE_CACHE = Path.home() / ".cache" / "astroco_hf" / "features"
 
@@ -94,7 +107,8 @@ class FewShotConfig:
     max_epochs: int = 3000
     patience: int = 100
     early_stopping: Literal["loss", "macro_f1"] = "macro_f1"
-    feature_classifier: Literal["random_forest", "logreg"] = "random_forest"
+    # Classifiers of the feature rows (light-curve features, and embeddings + features).
+    feature_classifiers: tuple[Literal["random_forest", "logreg"], ...] = FEATURE_CLASSIFIERS
     random_forest_trees: int = 300
 
 
@@ -366,23 +380,37 @@ def _summary(runs: list[dict]) -> dict:
 
 def _fold_predictions(encoder: AstroCoModel, embedded: EmbeddingOutput, features: np.ndarray, labels: np.ndarray,
                       split: Split, num_classes: int, config: FewShotConfig):
-    """Test-set predictions of the three methods on one fold: yields ``(method, predicted (n_test,), seed,
+    """Test-set predictions of every method on one fold: yields ``(method, predicted (n_test,), seed,
     extra)``. Deterministic logistic regressions run once per fold (seed None)."""
     train, validation, test = split.train, split.validation, split.test
     y_train, y_val = labels[train], labels[validation]
     pooled, layer_means = embedded.embeddings, embedded.layer_means
     logreg = logreg_classifier(pooled[train], y_train, pooled[validation], y_val, num_classes)
     yield "logreg_embeddings", logreg.predict(pooled[test]), None, {}
-    forest = config.feature_classifier == "random_forest"
+    # Embeddings ⊕ features: the classifiers' pipelines standardise every column, embeddings included.
+    inputs = {"features": features, "combined": np.concatenate([pooled.astype(np.float64), features], axis=1)}
     for seed in range(config.seeds):
         trained = train_head(encoder, layer_means[train], y_train, layer_means[validation], y_val, num_classes,
                              seed=seed, config=config)
         yield ("astroco", head_logits(trained.head, layer_means[test]).argmax(axis=1), seed,
                {"epochs": trained.epochs, "best_epoch": trained.best_epoch})
-        if forest or seed == 0:
-            classifier = feature_classifier(config.feature_classifier, features[train], y_train, features[validation],
-                                            y_val, num_classes, seed, config.random_forest_trees)
-            yield "handcrafted_features", classifier.predict(features[test]), seed if forest else None, {}
+        for kind in config.feature_classifiers:
+            forest = kind == "random_forest"
+            if not forest and seed > 0:
+                continue
+            for method, x in zip(_FEATURE_METHODS[kind], inputs.values()):
+                classifier = feature_classifier(kind, x[train], y_train, x[validation], y_val, num_classes, seed,
+                                                config.random_forest_trees)
+                yield method, classifier.predict(x[test]), seed if forest else None, {}
+
+
+def _used_rows(splits: dict[int, list[Split]]) -> tuple[np.ndarray, dict[int, list[Split]]]:
+    """The rows any split uses (sorted), and the splits re-indexed into them."""
+    used = np.unique(np.concatenate([part for folds in splits.values() for split in folds
+                                     for part in (split.train, split.validation, split.test)]))
+    remap = lambda rows: np.searchsorted(used, rows)  # noqa: E731
+    return used, {n: [Split(remap(f.train), remap(f.validation), remap(f.test)) for f in folds]
+                  for n, folds in splits.items()}
 
 
 def run_fewshot(
@@ -406,35 +434,42 @@ def run_fewshot(
     """
     config = config or FewShotConfig()
     started = time.perf_counter()
+    unknown = sorted(set(config.feature_classifiers) - set(FEATURE_CLASSIFIERS))
+    if unknown:
+        raise ValueError(f"feature_classifiers: unknown {unknown}; choose from {list(FEATURE_CLASSIFIERS)}")
+    methods = (["astroco", "logreg_embeddings"] + [_FEATURE_METHODS[kind][0] for kind in config.feature_classifiers]
+               + [_FEATURE_METHODS[kind][1] for kind in config.feature_classifiers])
     splits, skipped = make_splits(labelled, config)
-    curves = labelled.arrays()
+    used, splits = _used_rows(splits)
+    selected = labelled.subset(used)
+    curves = selected.arrays()
     clock = time.perf_counter()
     embedded = embedder.embed(curves, layer_means=True)
     embed_seconds = time.perf_counter() - clock
     clock = time.perf_counter()
-    features = handcrafted_features(curves, progress=progress, cache_dir=feature_cache_dir)
+    features = light_curve_features(curves, cache_dir=feature_cache_dir)
     feature_seconds = time.perf_counter() - clock
 
     num_classes = len(labelled.class_names)
-    results: dict[str, dict[str, dict]] = {method: {} for method in METHODS}
-    confusion: dict[str, dict[int, np.ndarray]] = {method: {} for method in METHODS}
+    results: dict[str, dict[str, dict]] = {method: {} for method in methods}
+    confusion: dict[str, dict[int, np.ndarray]] = {method: {} for method in methods}
     bar = tqdm(total=sum(map(len, splits.values())) * config.seeds, desc=f"few-shot {labelled.name}", unit="run",
                disable=not progress)
     with _single_thread():  # hundreds of small fits: see _single_thread
         for shots, folds in splits.items():
-            runs: dict[str, list[dict]] = {method: [] for method in METHODS}
-            matrices = {method: np.zeros((num_classes, num_classes), np.int64) for method in METHODS}
+            runs: dict[str, list[dict]] = {method: [] for method in methods}
+            matrices = {method: np.zeros((num_classes, num_classes), np.int64) for method in methods}
             for fold, split in enumerate(folds):
                 sizes = {"n_train": len(split.train), "n_validation": len(split.validation), "n_test": len(split.test)}
-                y_test = labelled.labels[split.test]
+                y_test = selected.labels[split.test]
                 for method, predicted, seed, extra in _fold_predictions(embedder.model, embedded, features,
-                                                                        labelled.labels, split, num_classes, config):
+                                                                        selected.labels, split, num_classes, config):
                     score, per_class = macro_f1(predicted, y_test, num_classes)
                     runs[method].append({"fold": fold, "seed": seed, "macro_f1": score, "per_class_f1": per_class,
                                          **sizes, **extra})
                     np.add.at(matrices[method], (y_test, predicted), 1)
                 bar.update(config.seeds)
-            for method in METHODS:
+            for method in methods:
                 results[method][str(shots)] = _summary(runs[method])
                 confusion[method][shots] = matrices[method]
     bar.close()
@@ -458,7 +493,9 @@ def run_fewshot(
                      "std": "sample standard deviation (ddof=1) over runs"},
         "results": results,
         "skipped": skipped,
-        "methods": {name: text.format(classifier=config.feature_classifier.replace("_", " ")) for name, text in METHODS.items()},
+        "methods": {name: METHODS[name] for name in methods},
+        "features": {"extractor": EXTRACTOR, "names": list(FEATURE_NAMES),
+                     "curves": len(curves), "seconds_per_1000_curves": 1000.0 * feature_seconds / len(curves)},
         "training": asdict(config),
         "timing_s": {"embedding": embed_seconds, "features": feature_seconds,
                      "total": time.perf_counter() - started},
@@ -474,8 +511,13 @@ def run_fewshot(
 # ------------------------------------------------------------------------------------------------
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def format_table(record: dict) -> str:
-    """Markdown table: one row per method, one column per N, ``mean ± std`` macro-F1."""
+    """Markdown table: one row per method, one column per N; ``mean ± std`` macro-F1 over the runs, the
+    value alone for a single run."""
     shots = [str(n) for n in record["protocol"]["shots"]]
     lines = [f"| {record['benchmark']} ({', '.join(record['dataset']['classes'])}) | "
              + " | ".join(f"N={n}" for n in shots) + " |",
@@ -484,12 +526,23 @@ def format_table(record: dict) -> str:
         cells = []
         for n in shots:
             entry = record["results"][method].get(n)
-            cells.append(f"{entry['macro_f1_mean']:.3f} ± {entry['macro_f1_std']:.3f}" if entry else "skipped")
+            if entry is None:
+                cells.append("skipped")
+            elif entry["runs"] == 1:
+                cells.append(f"{entry['macro_f1_mean']:.3f}")
+            else:
+                cells.append(f"{entry['macro_f1_mean']:.3f} ± {entry['macro_f1_std']:.3f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     protocol = record["protocol"]
-    note = (f"Macro-F1 on the test objects, mean ± std over {protocol['folds']} folds × {protocol['seeds']} seeds "
-            f"(deterministic logistic regressions: over the {protocol['folds']} folds); "
-            f"{protocol['n_test_per_class']} test objects per class.")
+    folds, seeds = protocol["folds"], protocol["seeds"]
+    runs = f"{_count(folds, 'fold')} × {_count(seeds, 'seed')}"
+    if folds * seeds == 1:
+        note = f"Macro-F1 on the test objects of a single run ({runs})"
+    else:
+        note = f"Macro-F1 on the test objects, mean ± std over {runs}"
+        if seeds > 1:
+            note += f" (deterministic logistic regressions: over the {_count(folds, 'fold')})"
+    note += f"; {protocol['n_test_per_class']} test objects per class."
     skipped = "".join(f" N={n} skipped: {reason}." for n, reason in record["skipped"].items())
     return "\n".join(lines) + "\n\n" + note + skipped + "\n"
 

