@@ -31,7 +31,7 @@ def windows_per_second(
         RandomCrops(dataset, window, seed=seed),
         batch_size=batch_size,
         shuffle=True,
-        collate_fn=DataCollatorForMaskedReconstruction(window_size=window, seed=seed),
+        collate_fn=DataCollatorForMaskedReconstruction(window=window, seed=seed),
         num_workers=workers,
         persistent_workers=workers > 0,
         drop_last=True,

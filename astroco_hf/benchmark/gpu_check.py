@@ -188,7 +188,7 @@ def _pretraining_windows(window: int, seed: int) -> tuple[torch.utils.data.Datas
     train = RandomCrops(splits["train"], window, seed=seed)
     val = list(sequential_windows(splits["validation"], window).select_columns(
         ["times", "magnitudes", "uncertainties", "mask_seed"]))
-    return train, val, DataCollatorForMaskedReconstruction(window_size=window, seed=seed)
+    return train, val, DataCollatorForMaskedReconstruction(window=window, seed=seed)
 
 
 def short_pretraining(preset: str, steps: int, batch_size: int, device: torch.device, compile_model: bool,

