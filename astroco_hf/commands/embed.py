@@ -56,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputDataError
     from ..evaluation import AstroCoEmbedder
     from ..evaluation import catalogue as cat
-    from ..modeling_astroco import AstroCoModel
     from ..outputs import lock_output_dir
     from ..precision import InferencePath, bf16_problem, candidate_paths, choose_inference_path, prepare_for_inference
 
@@ -91,10 +90,11 @@ def run(args: argparse.Namespace) -> int:
         lock = lock_output_dir(folder, take_over=args.resume or args.overwrite) if dist.rank == 0 else contextlib.nullcontext()
         with lock:
             try:
-                model = AstroCoModel.from_pretrained(args.model).to(device).eval()
                 first, names = cat.first_clean_chunk(args.data, args.chunk_size, columns, cleaning)
+                loaded = AstroCoEmbedder.from_pretrained(args.model, device=device)  # with the folder's feature extractor
+                model = loaded.model
                 example = {k: v.to(device) for k, v in
-                           cat.example_batch(first, model.config.max_sequence_length, args.batch_size, names).items()}
+                           cat.example_batch(first, loaded.window, args.batch_size, names).items()}
                 path = cat.inference_path_of(folder) if dist.rank == 0 else None  # a resumed run keeps its path
                 if path is None and dist.rank == 0:
                     if args.precision == "auto":
@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
                 encoder = prepare_for_inference(model, path, example)
                 embedder = AstroCoEmbedder(encoder, batch_size=args.batch_size, device=device,
+                                           feature_extractor=loaded.feature_extractor,
                                            progress=not args.no_progress and dist.rank == 0)
                 summary = cat.embed_catalogue(embedder, args.data, folder, chunk_size=args.chunk_size,
                                               per_window=args.per_window, cleaning=cleaning, columns=columns, dist=dist)

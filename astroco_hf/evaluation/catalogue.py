@@ -342,14 +342,20 @@ def example_batch(table: pa.Table, window: int, size: int, columns: ColumnMap = 
 
 def first_clean_chunk(source: Any, chunk_size: int, columns: ColumnMap,
                       cleaning: CleaningConfig | None) -> tuple[pa.Table, ColumnMap]:
-    """The first chunk of ``source`` with curves left after cleaning (for calibration)."""
+    """The first chunk of ``source`` with curves left after cleaning (for calibration), read before any work.
+
+    Raises:
+        InputDataError: the source has no curve left (empty, header-only, or all removed: with the counts).
+    """
     seen = 0
+    reports = []
     for table in iter_tables(source, chunk_size, columns):
-        cleaned, _, names, _ = _clean_with_index(table, seen, columns, cleaning)
+        cleaned, _, names, report = _clean_with_index(table, seen, columns, cleaning)
         if cleaned.num_rows:
             return cleaned, names
         seen += table.num_rows
-    raise InputDataError(_empty_message(source, seen, None))
+        reports += [report] if report is not None else []
+    raise InputDataError(_empty_message(source, seen, CleaningReport.combine(reports) if reports else None))
 
 
 def _empty_message(source: Any, curves_in: int, report: CleaningReport | None) -> str:
