@@ -51,7 +51,7 @@ class FlatLightCurves:
 def _curve_names(count: int, ids: Sequence[Any] | None, first_index: int) -> list[str]:
     if ids is None:
         return [str(first_index + i) for i in range(count)]
-    return [f"{first_index + i} ({str(name)!r})" for i, name in enumerate(ids)]
+    return [str(first_index + i) if name is None else f"{first_index + i} ({str(name)!r})" for i, name in enumerate(ids)]
 
 
 def _is_series(value: Any) -> bool:
@@ -192,7 +192,7 @@ class AstroCoFeatureExtractor(FeatureExtractionMixin):
                         raise ValueError(f"item {len(curves)} of the batch holds {len(inner)} light curves, not one")
                     curves.append(inner[0])
                     ids.append(None if item_ids is None else item_ids[0])
-            return curves, None if all(i is None for i in ids) else [i if i is not None else "" for i in ids]
+            return curves, None if all(i is None for i in ids) else ids
         raise TypeError(f"cannot read light curves from a {type(data).__name__}; expected (t, m, sigma) arrays, a "
                         "list of them, a mapping of columns (a datasets row or batch), a pandas DataFrame, a "
                         "datasets.Dataset or a pyarrow Table")

@@ -178,11 +178,12 @@ def test_embed_cli_and_bf16(tmp_path, capsys):
     write_source(tmp_path / "source.parquet", make_curves((20, 300, 7)))
     out = tmp_path / "emb.parquet"
     assert main(["embed", "--model", str(model_dir), "--data", str(tmp_path / "source.parquet"), "--out", str(out),
-                 "--batch-size", "2", "--no-progress"]) == 0
-    assert "wrote 3 rows (3 light curves, 4 windows, d=64)" in capsys.readouterr().out
+                 "--batch-size", "2", "--precision", "fp32", "--no-progress"]) == 0
+    assert "wrote 3 rows (3 light curves read, d=64, fp32" in capsys.readouterr().out
     fp32 = np.stack(pq.read_table(out)["embedding"].to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(fp32, embed(tiny_encoder(), make_curves((20, 300, 7))), atol=1e-5, rtol=0)
     assert main(["embed", "--model", str(model_dir), "--data", str(tmp_path / "source.parquet"), "--out", str(out),
-                 "--bf16", "--no-progress"]) == 0
+                 "--bf16", "--overwrite", "--no-progress"]) == 0
     bf16 = np.stack(pq.read_table(out)["embedding"].to_numpy(zero_copy_only=False))
     assert np.isfinite(bf16).all() and np.abs(bf16 - fp32).max() < 0.2
 

@@ -34,6 +34,7 @@ from astroco_hf.data import (
     CleaningReport,
     ColumnMap,
     clean_lightcurves,
+    is_saved_dataset,
     lightcurves_from_arrays,
     read_source,
 )
@@ -210,11 +211,6 @@ def as_arrays(data: LightCurveInput | LightCurveArrays, columns: ColumnMap = DEF
 # ------------------------------------------------------------------------------------------------
 
 
-def _is_saved_dataset(path: Path) -> bool:
-    """A ``save_to_disk`` folder of a Dataset, or of a DatasetDict (``astroco prepare`` output)."""
-    return path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists())
-
-
 def _load_saved(path: Path) -> list[Dataset]:
     """The datasets of a ``save_to_disk`` folder (every split of a DatasetDict, in its order)."""
     loaded = load_from_disk(str(path))
@@ -235,7 +231,7 @@ def count_rows(source: LightCurveInput | str | Path | Sequence[str | Path]) -> i
     """Number of light curves in ``source`` when known without reading it (else None)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if _is_saved_dataset(path):
+        if is_saved_dataset(path):
             return sum(map(len, _load_saved(path)))
         files = _source_files(path)
         if all(f.suffix == ".parquet" for f in files):
@@ -264,7 +260,7 @@ def iter_tables(
         return
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if _is_saved_dataset(path):
+        if is_saved_dataset(path):
             for dataset in _load_saved(path):
                 yield from iter_tables(dataset, chunk_size, columns)
             return
