@@ -6,10 +6,16 @@ AstroCo-L (12 layers, 4 heads, d=256, 15.19M parameters), plus a tiny model for 
 
 from __future__ import annotations
 
+import difflib
+from dataclasses import fields
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
 from transformers.configuration_utils import PreTrainedConfig
+from transformers.generation.configuration_utils import GenerationConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 __all__ = ["AstroCoConfig", "PRESETS"]
 
@@ -24,6 +30,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 _INPUT_FUSIONS = ("concat", "additive")
 _FFN_TYPES = ("gated", "mlp")
 _POOLINGS = ("scalar_mix", "last", "mean_layers")
+
+# Keys of a config.json that are not dataclass fields but are understood: by PreTrainedConfig.__post_init__
+# (which consumes them), by the Auto classes, or written by `astroco release`.
+_KNOWN_EXTRA_KEYS = frozenset({
+    "model_type", "auto_map", "astroco_hf_version", "torch_dtype", "num_labels", "name_or_path", "_commit_hash",
+    "output_attentions", "attn_implementation", "experts_implementation", "per_layer_config",
+    "_attn_implementation_internal", "_experts_implementation_internal",
+})
+
+# Python types accepted by each annotation used for AstroCoConfig's own fields (a JSON number may be an
+# int where a float is meant, never a bool where a number is meant).
+_ANNOTATION_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float | int": (float, int), "bool": (bool,), "str": (str,)}
 
 
 @strict
@@ -124,6 +142,26 @@ class AstroCoConfig(PreTrainedConfig):
     classifier_dropout: float | int = 0.0
     freeze_encoder: bool = False
 
+    def __post_init__(self, **kwargs: Any) -> None:
+        """Check the field types (one-line `ValueError`) and warn once about keys that are not fields.
+
+        `kwargs` holds every key that is not a dataclass field, e.g. a misspelt key of a config.json; it
+        is kept as an attribute, as transformers does, but nothing reads it.
+        """
+        own = vars(AstroCoConfig)["__annotations__"]
+        for name, annotation in own.items():
+            value, expected = getattr(self, name), _ANNOTATION_TYPES[annotation]
+            if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+                raise ValueError(f"AstroCoConfig: {name}={value!r} ({type(value).__name__}) must be "
+                                 f"{' or '.join(t.__name__ for t in expected)}.")
+        valid = {f.name for f in fields(self)}
+        unknown = [key for key in kwargs
+                   if key not in _KNOWN_EXTRA_KEYS and key not in GenerationConfig._get_default_generation_params()]
+        if unknown:
+            described = ", ".join(f"{key!r}{_closest(key, valid)}" for key in unknown)
+            logger.warning(f"AstroCoConfig: unknown key {described}; kept in the config but not used by the model.")
+        super().__post_init__(**kwargs)
+
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> AstroCoConfig:
         """Build the configuration of a named preset (`astroco-tiny`, `astroco-s`, `astroco-l`).
@@ -169,6 +207,12 @@ class AstroCoConfig(PreTrainedConfig):
             f"input_fusion must be one of {_INPUT_FUSIONS}, got {self.input_fusion!r}.",
         )
         _require(self.pooling in _POOLINGS, f"pooling must be one of {_POOLINGS}, got {self.pooling!r}.")
+
+
+def _closest(key: str, valid: set[str]) -> str:
+    """`` (did you mean 'x'?)`` for the nearest field name (difflib), or ``""`` when none is close."""
+    match = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def _require(condition: bool, message: str) -> None:

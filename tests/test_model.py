@@ -255,3 +255,94 @@ def test_ablation_switches_run(switches):
     assert unused == []  # DDP runs with find_unused_parameters=False
     if switches.get("pooling") == "last":
         assert out.layer_weights[-1] == 1.0
+
+
+def test_unknown_config_key_warns_once_with_the_closest_field(tiny_config, tmp_path, caplog):
+    tiny_config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "d_modle": 96}))
+    with caplog.at_level("WARNING", logger="astroco_hf.configuration_astroco"):
+        config = AstroCoConfig.from_pretrained(tmp_path)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "astroco_hf.configuration_astroco"]
+    assert len(warnings) == 1 and "'d_modle' (did you mean 'd_model'?)" in warnings[0]
+    assert config.d_model == tiny_config.d_model
+    caplog.clear()
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "astroco_hf_version": "1.0"}))  # written by release
+    with caplog.at_level("WARNING", logger="astroco_hf.configuration_astroco"):
+        AstroCoConfig.from_pretrained(tmp_path, num_labels=3, attn_implementation="eager")
+    assert not [r for r in caplog.records if r.name == "astroco_hf.configuration_astroco"]
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("d_model", "64", "AstroCoConfig: d_model='64' (str) must be int."),
+    ("dropout", True, "AstroCoConfig: dropout=True (bool) must be float or int."),
+    ("center_times", 1, "AstroCoConfig: center_times=1 (int) must be bool."),
+    ("ffn_type", None, "AstroCoConfig: ffn_type=None (NoneType) must be str."),
+])
+def test_wrong_config_type_is_one_line_value_error(tiny_config, tmp_path, key, value, expected):
+    tiny_config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, key: value}))
+    with pytest.raises(ValueError) as error:
+        AstroCoConfig.from_pretrained(tmp_path)
+    assert str(error.value) == expected
+    with pytest.raises(ValueError, match="must be"):
+        AstroCoConfig(**{key: value})
+
+
+def test_output_attentions_eager_and_sdpa(tiny_config, caplog):
+    """Per-layer weights (B, H, T, T), rows summing to 1, zero on padded keys; sdpa gives the eager ones."""
+    torch.manual_seed(0)
+    eager = AstroCoForMaskedReconstruction(AstroCoConfig.from_preset("astroco-tiny", attn_implementation="eager")).eval()
+    sdpa = AstroCoForMaskedReconstruction(AstroCoConfig.from_preset("astroco-tiny")).eval()
+    sdpa.load_state_dict(eager.state_dict())
+    batch = make_batch(3, 20, seed=14, lengths=[20, 9, 15])
+    out = eager(**batch, output_attentions=True)
+    assert len(out.attentions) == tiny_config.num_layers
+    for weights in out.attentions:
+        assert weights.shape == (3, tiny_config.num_heads, 20, 20)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(3, tiny_config.num_heads, 20))
+        assert int(torch.count_nonzero(weights[1, :, :, 9:])) == 0  # padded keys
+    assert eager(**batch).attentions is None
+    with caplog.at_level("WARNING"):
+        fallback = sdpa(**batch, output_attentions=True)
+    assert any("use eager attention" in r.getMessage() for r in caplog.records)
+    for a, b in zip(out.attentions, fallback.attentions, strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(fallback.reconstruction, out.reconstruction, atol=1e-5, rtol=0)
+    assert sdpa.config._attn_implementation == "sdpa"  # only those calls ran eager
+    classifier = AstroCoForSequenceClassification(tiny_config).eval()
+    assert len(classifier(**batch, output_attentions=True, return_dict=False)[-1]) == tiny_config.num_layers
+
+
+@pytest.mark.parametrize("model_class", [AstroCoModel, AstroCoForMaskedReconstruction, AstroCoForSequenceClassification])
+def test_dummy_inputs_are_astroco_inputs(tiny_config, model_class):
+    model = model_class(tiny_config).eval()
+    inputs = model.dummy_inputs
+    assert set(inputs) == {"times", "magnitudes", "uncertainties", "attention_mask"}
+    assert inputs["attention_mask"][1].tolist() == [1] * 5 + [0] * 3
+    out = model(**inputs)
+    assert torch.isfinite(out.pooler_output).all() and out.pooler_output.shape == (2, tiny_config.d_model)
+
+
+def test_info_reports_a_classifier_folder_as_a_classifier(tmp_path, capsys):
+    labels = ["rr_lyrae", "mira", "cepheid"]
+    config = AstroCoConfig.from_preset("astroco-tiny", num_labels=3, id2label=dict(enumerate(labels)),
+                                       label2id={name: i for i, name in enumerate(labels)})
+    classifier = AstroCoForSequenceClassification(config)
+    classifier.save_pretrained(tmp_path / "classifier")
+    AstroCoForMaskedReconstruction(config).save_pretrained(tmp_path / "pretrained")
+    capsys.readouterr()
+    assert cli_main(["info", "--model", str(tmp_path / "classifier"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["architecture"] == "AstroCoForSequenceClassification"
+    assert summary["num_labels"] == 3 and summary["labels"] == labels
+    assert summary["parameters"] == {"encoder": count(classifier.astroco), "heads": 3 * (config.d_model + 1),
+                                     "total": count(classifier)}
+    assert cli_main(["info", "--model", str(tmp_path / "classifier")]) == 0
+    text = capsys.readouterr().out
+    assert "classification head 195" in text and "regression head" not in text and "rr_lyrae, mira, cepheid" in text
+    assert cli_main(["info", "--model", str(tmp_path / "pretrained")]) == 0
+    assert "regression head 65" in capsys.readouterr().out
+    assert cli_main(["info", "--model", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"config.json missing): {tmp_path / 'missing'}")

@@ -33,6 +33,9 @@ LOADER = textwrap.dedent(
     for name in ("AutoModel", "AutoModelForPreTraining", "AutoModelForSequenceClassification"):
         model = getattr(transformers, name).from_pretrained(folder, trust_remote_code=sys.argv[3] == "remote").eval()
         results[name + ".module"] = type(model).__module__
+        results[name + ".kernels"] = model.cpu_kernels_enabled
+        kernel = model.get_submodule("layers.0.feed_forward" if name == "AutoModel" else "astroco.layers.0.feed_forward")
+        results[name + ".kernel_module"] = kernel.forward.func.__module__
         with torch.no_grad():
             output = model(**batch)
         results[name] = [v for v in output.values() if isinstance(v, torch.Tensor)]
@@ -87,6 +90,7 @@ def test_saved_folder_is_complete(saved):
     folder = saved[0]
     assert (folder / "model.safetensors").is_file()
     assert (folder / "modeling_astroco.py").is_file() and (folder / "configuration_astroco.py").is_file()
+    assert (folder / "_cpu_kernels.py").is_file()  # modeling_astroco's relative import, shipped with it
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", *AUTO_CLASSES}
 
@@ -116,8 +120,13 @@ def test_fresh_process_outputs_are_bit_identical(saved, tmp_path, mode):
     results = run_loader(folder, tmp_path, mode)
     if mode == "remote":
         assert all(results[f"{name}.module"].startswith("transformers_modules") for name in AUTO_CLASSES)
+        # The CPU kernels come from the shipped _cpu_kernels.py, on by default there too.
+        assert all(results[f"{name}.kernel_module"].startswith("transformers_modules")
+                   and results[f"{name}.kernel_module"].endswith("._cpu_kernels") for name in AUTO_CLASSES)
     else:
         assert all(results[f"{name}.module"] == "astroco_hf.modeling_astroco" for name in AUTO_CLASSES)
+        assert all(results[f"{name}.kernel_module"] == "astroco_hf._cpu_kernels" for name in AUTO_CLASSES)
+    assert all(results[f"{name}.kernels"] for name in AUTO_CLASSES)
     # Per-step outputs are compared where they mean something: at padding they are unused and may
     # differ in the last bit with memory alignment.
     valid = batch["attention_mask"].bool()
