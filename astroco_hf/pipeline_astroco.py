@@ -131,7 +131,8 @@ class AstroCoFeatureExtractionPipeline(_AstroCoPipeline):
 
     def _sanitize_parameters(self, per_window: bool | None = None, per_layer: bool | None = None,
                              return_tensors: bool | None = None, window_batch_size: int | None = None,
-                             **kwargs: Any) -> tuple[dict, dict, dict]:
+                             ) -> tuple[dict, dict, dict]:
+        # No **kwargs: a misspelt option is a TypeError, not silently ignored.
         forward = {"window_batch_size": window_batch_size or 256, "per_layer": bool(per_layer)}
         post = {"per_window": bool(per_window), "return_tensors": bool(return_tensors)}
         return {}, forward, post
@@ -168,7 +169,7 @@ class AstroCoClassificationPipeline(_AstroCoPipeline):
     """
 
     def _sanitize_parameters(self, top_k: int | None = None, window_batch_size: int | None = None,
-                             **kwargs: Any) -> tuple[dict, dict, dict]:
+                             ) -> tuple[dict, dict, dict]:
         return {}, {"window_batch_size": window_batch_size or 256}, {"top_k": top_k}
 
     def _forward(self, model_inputs: dict[str, Any], window_batch_size: int = 256) -> dict:
