@@ -363,8 +363,8 @@ def resolve_arguments(
 
 
 class PretrainingArgumentParser(HfArgumentParser):
-    """`HfArgumentParser` of :class:`PretrainingArguments` for ``astroco pretrain``, plus ``--config FILE``
-    and the ``--bf16/--no-bf16`` aliases of ``--precision``.
+    """`HfArgumentParser` of :class:`PretrainingArguments` for ``astroco pretrain``, plus ``--config FILE``,
+    the ``--bf16/--no-bf16`` aliases of ``--precision`` and ``--no-FLAG`` for each boolean field.
 
     Only the flags given on the command line appear in the parsed namespace (no defaults), so that they
     override the preset and the config file rather than resetting them. ``--model-overrides`` takes
@@ -382,8 +382,12 @@ class PretrainingArgumentParser(HfArgumentParser):
         self.add_argument("--no-bf16", dest="precision", action="store_const", const="fp32",
                           default=argparse.SUPPRESS, help="alias of --precision fp32")
         hints = _field_hints()
+        for name, kind in hints.items():  # --no-resume, --no-torch-compile, ... as before HfArgumentParser
+            if kind is bool:
+                self.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_const", const=False,
+                                  default=argparse.SUPPRESS, help=f"--{name.replace('_', '-')} false")
         for action in self._actions:
-            if action.dest not in hints or action.option_strings[0] in ("--bf16", "--no-bf16"):
+            if action.dest not in hints or action.nargs == 0:  # the aliases above
                 continue
             if type(None) in _members(hints[action.dest]) and callable(action.type):
                 action.type = _none_or(action.type)
