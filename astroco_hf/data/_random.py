@@ -30,15 +30,19 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def uniforms(keys: np.ndarray, positions: np.ndarray | int, stream: int) -> np.ndarray:
-    """Uniform ``[0, 1)`` floats, one per broadcast pair of ``keys`` (uint64) and ``positions``
-    (non-negative ints): the value depends only on ``(key, stream, position)``. ``stream`` separates
-    independent draws made from the same key. E.g. ``uniforms(keys[:, None], np.arange(T), 0)`` is a
-    ``(B, T)`` matrix whose row ``b`` is fixed by ``keys[b]`` alone."""
+def counter_bits(keys: np.ndarray, positions: np.ndarray | int, stream: int) -> np.ndarray:
+    """64 random bits (uint64) per broadcast pair of ``keys`` (uint64) and ``positions`` (non-negative
+    ints), a function of ``(key, stream, position)`` only; ``stream`` separates independent draws
+    made from the same key."""
     with np.errstate(over="ignore"):
         state = _mix64(np.asarray(keys, dtype=np.uint64) ^ _mix64(np.uint64(stream) + _GOLDEN))
-        bits = _mix64(state + (np.asarray(positions, dtype=np.uint64) + np.uint64(1)) * _GOLDEN)
-    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+        return _mix64(state + (np.asarray(positions, dtype=np.uint64) + np.uint64(1)) * _GOLDEN)
+
+
+def uniforms(keys: np.ndarray, positions: np.ndarray | int, stream: int) -> np.ndarray:
+    """Uniform ``[0, 1)`` floats from :func:`counter_bits`. E.g. ``uniforms(keys[:, None],
+    np.arange(T), 0)`` is a ``(B, T)`` matrix whose row ``b`` is fixed by ``keys[b]`` alone."""
+    return (counter_bits(keys, positions, stream) >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 def stable_seed(*parts: object) -> int:

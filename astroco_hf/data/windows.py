@@ -29,7 +29,7 @@ import torch
 from datasets import Dataset, Features, List, Value
 
 from ..windowing import default_min_tail, normalize_segments, window_bounds, window_points
-from ._random import stable_seed
+from ._random import counter_bits, stable_seed, uniforms
 
 
 def cut_windows(
@@ -56,11 +56,11 @@ def cut_windows(
 def crop_draws(seed: int, epoch: int, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The random numbers of samples ``indices`` of ``epoch``: a uniform ``[0, 1)`` for the crop start
     and a non-negative int63 ``mask_seed`` for the collator, each ``(samples,)``, functions of
-    ``(seed, epoch, index)`` alone."""
-    states = np.stack(
-        [np.random.SeedSequence([seed, epoch, int(i)]).generate_state(2, np.uint64) for i in indices]
-    ).reshape(-1, 2)
-    return (states[:, 0] >> np.uint64(11)).astype(np.float64) * 2.0**-53, (states[:, 1] >> np.uint64(1)).astype(np.int64)
+    ``(seed, epoch, index)`` alone (counter-based: one vectorised expression for a whole batch)."""
+    key = np.uint64(stable_seed("crops", seed, epoch))
+    positions = np.asarray(indices, dtype=np.int64)
+    uniform = uniforms(key, positions, stream=0)
+    return uniform, (counter_bits(key, positions, stream=1) >> np.uint64(1)).astype(np.int64)
 
 
 def crop_windows(
