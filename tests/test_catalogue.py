@@ -128,6 +128,7 @@ def test_interrupted_run_resumes_from_its_shards(model_dir: Path, source: Path, 
     assert pq.read_table(out).equals(pq.read_table(uninterrupted))
 
 
+@pytest.mark.slow
 def test_cli_resume_after_sigterm(model_dir: Path, source: Path, tmp_path: Path) -> None:
     reference = tmp_path / "reference.parquet"
     assert _embed(model_dir, source, reference) == 0
@@ -152,7 +153,11 @@ def test_cli_resume_after_sigterm(model_dir: Path, source: Path, tmp_path: Path)
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{done} resumed" in resumed.stdout
-    assert pq.read_table(out).equals(pq.read_table(reference))
+    resumed_table, reference_table = pq.read_table(out), pq.read_table(reference)
+    assert resumed_table.drop_columns(["embedding"]).equals(reference_table.drop_columns(["embedding"]))
+    # Batches of one window there, of many here: equal to float rounding.
+    np.testing.assert_allclose(np.stack(resumed_table["embedding"].to_numpy(zero_copy_only=False)),
+                               np.stack(reference_table["embedding"].to_numpy(zero_copy_only=False)), atol=1e-5)
     assert not partial.exists()
 
 

@@ -93,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
                 first, names = cat.first_clean_chunk(args.data, args.chunk_size, columns, cleaning)
                 loaded = AstroCoEmbedder.from_pretrained(args.model, device=device)  # with the folder's feature extractor
                 model = loaded.model
+                # At most 64 windows: enough to rank the paths (cosine over real windows, time per window).
                 example = {k: v.to(device) for k, v in
-                           cat.example_batch(first, loaded.window, args.batch_size, names).items()}
+                           cat.example_batch(first, loaded.window, min(args.batch_size, 64), names).items()}
                 path = cat.inference_path_of(folder) if dist.rank == 0 else None  # a resumed run keeps its path
                 if path is None and dist.rank == 0:
                     if args.precision == "auto":
