@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "astroco_hf.commands.ablate",
     "astroco_hf.commands.embed",
     "astroco_hf.commands.fewshot",
+    "astroco_hf.commands.export",
 )
 
 DEBUG_HELP = "show the full traceback of an error (also: environment variable ASTROCO_DEBUG=1)"

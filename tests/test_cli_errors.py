@@ -1,6 +1,7 @@
 """User errors end every `astroco` command with exit status 2 and one line on stderr naming the culprit
-(`--debug` / ASTROCO_DEBUG=1: the traceback); strict pretraining configs; locked and atomic outputs; the
-LOAD REPORT of an expected head swap silenced; `astroco --help` without the heavy imports.
+(`--debug` / ASTROCO_DEBUG=1: the traceback); strict pretraining configs (more in test_training_arguments.py);
+locked and atomic outputs; the LOAD REPORT of an expected head swap silenced; `astroco --help` without the
+heavy imports.
 
 Most cases call the CLI's `main` in this process (cheap); `test_commands_in_subprocesses` runs the real
 `astroco` executable for each command."""
@@ -10,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import shlex
 import shutil
 import socket
 import subprocess
@@ -27,9 +26,7 @@ from astroco_hf.loading import load_pretrained
 from astroco_hf.outputs import LOCK_NAME, atomic_output, lock_output_dir, read_lock
 from astroco_hf.precision import native_bf16
 from astroco_hf.training import resolve_arguments
-from astroco_hf.training.recipes import load_config_file
 
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str]:
@@ -88,52 +85,12 @@ def test_bad_config_file(text, message, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_yaml_strings_and_old_keys_are_read(tmp_path):
-    config = tmp_path / "run.yaml"  # YAML 1.1 reads 1e-3 as a string; `bf16` is the old name of precision
-    config.write_text("learning_rate: 1e-3\nbf16: false\nwarmup_steps: 100\npatience: null\n")
-    args = resolve_arguments(config_file=config)
-    assert (args.learning_rate, args.precision, args.warmup_steps, args.patience) == (1e-3, "fp32", 100.0, None)
-    with pytest.raises(PretrainingConfigError, match="unknown pretraining argument 'max_step'"):
-        resolve_arguments(max_step=3)  # the Python API is as strict as the files
-
-
-def test_window_is_declared_once():
-    args = resolve_arguments(window=64)
-    assert args.window == 64 and "max_sequence_length" not in args.model_overrides
-    from astroco_hf.training.pretrain import _model_config
-
-    assert _model_config(args).max_sequence_length == 64
-
-
 @pytest.mark.skipif(native_bf16("cpu"), reason="this CPU multiplies bf16 natively")
 @pytest.mark.parametrize("flags", [["--bf16"], ["--precision", "bf16"]])
 def test_bf16_refused_where_emulated(flags, tmp_path, capsys):
     code, line = _cli(capsys, "pretrain", "--output-dir", str(tmp_path / "out"), *flags)
     assert code == 2 and "bf16 refused for training" in line and "--precision fp32" in line
     assert resolve_arguments(bf16=False).precision == "fp32"  # --no-bf16 / bf16: false: plain fp32
-
-
-def test_readme_pretrain_lines_parse():
-    """Every `astroco pretrain` command of the README parses, and its config files resolve."""
-    from astroco_hf.commands.pretrain import build_parser
-
-    parser = build_parser("astroco pretrain")
-    lines = [line.split("#")[0] for line in README.read_text().splitlines() if line.startswith("astroco pretrain")]
-    assert len(lines) >= 4
-    for line in lines:
-        argv = shlex.split(line)[2:]
-        args = parser.parse_args(argv)
-        if args.config and Path(README.parent / args.config).is_file():
-            load_config_file(README.parent / args.config)
-
-
-def test_pretrain_help_points_at_existing_config_files(capsys):
-    with pytest.raises(SystemExit):
-        main(["pretrain", "--help"])
-    text = capsys.readouterr().out
-    named = set(re.findall(r"configs/[\w/.-]+\.yaml", text))
-    assert "configs/pretrain/cpu-public-data.yaml" in named
-    assert all((README.parent / path).is_file() for path in named), named
 
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):

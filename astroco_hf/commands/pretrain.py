@@ -36,11 +36,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training import pretrain, resolve_arguments
+    # From the submodules: once `astroco_hf.training.pretrain` is imported, the package attribute
+    # `pretrain` is that module, not the function.
+    from ..training.pretrain import pretrain
+    from ..training.recipes import resolve_arguments
 
     overrides = {key: value for key, value in vars(args).items()
                  if key not in ("config", "command", "debug", "_run")}
-    if "model_overrides" in overrides:
-        overrides["model_overrides"] = dict(overrides["model_overrides"])
     pretrain(resolve_arguments(config_file=args.config, **overrides))
     return 0

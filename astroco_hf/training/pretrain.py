@@ -197,7 +197,7 @@ def build_trainer(args: PretrainingArguments, data: PretrainingData, training_ar
         model = AstroCoForMaskedReconstruction(_model_config(args))
     model.set_attn_implementation(_attention_kernel(args))
     masking = DataCollatorForMaskedReconstruction(
-        window_size=args.window, probe_fraction=args.probe_fraction, mask_fraction=args.mask_fraction,
+        window=args.window, probe_fraction=args.probe_fraction, mask_fraction=args.mask_fraction,
         random_fraction=args.random_fraction, unchanged_fraction=args.unchanged_fraction, seed=args.seed,
     )
     run_callbacks: list[TrainerCallback] = [WindowEpochCallback(data.train)]

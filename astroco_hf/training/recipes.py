@@ -140,7 +140,7 @@ class PretrainingArguments:
 
     def __post_init__(self) -> None:
         for name, value in list(vars(self).items()):
-            setattr(self, name, _typed(name, value, "argument"))
+            setattr(self, name, _typed(name, value, type(self).__name__))
         _check_model_overrides(self.model_overrides, "model_overrides")
         problems = []
         if self.window < 2:
@@ -268,7 +268,7 @@ def _typed(name: str, value: Any, where: str) -> Any:
     if value is None:
         if type(None) in members:
             return None
-        raise PretrainingConfigError(f"{where} {name}=None: expected {_type_name(kind)}")
+        raise PretrainingConfigError(f"{where}: {name}=None: expected {_type_name(kind)}")
     for member in members:
         origin = typing.get_origin(member) or member
         if origin is Literal:
@@ -297,7 +297,7 @@ def _typed(name: str, value: Any, where: str) -> Any:
             return value
     if any((typing.get_origin(member) or member) is Literal for member in members):
         return value  # not a listed choice: reported with the choices by __post_init__
-    raise PretrainingConfigError(f"{where} {name}={value!r}: expected {_type_name(kind)}")
+    raise PretrainingConfigError(f"{where}: {name}={value!r}: expected {_type_name(kind)}")
 
 
 def _type_name(kind: Any) -> str:
@@ -401,7 +401,7 @@ class PretrainingArgumentParser(HfArgumentParser):
     def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
         if typing.get_origin(field.type) is dict:  # HfArgumentParser has no mapping flags
             parser.add_argument(f"--{field.name}", f"--{field.name.replace('_', '-')}", nargs="+", type=_parse_pair,
-                                metavar="KEY=VALUE", help=field.metadata.get("help"))
+                                action=_PairsToDict, metavar="KEY=VALUE", help=field.metadata.get("help"))
             return
         HfArgumentParser._parse_dataclass_field(parser, field)
 
@@ -425,6 +425,13 @@ def _none_or(convert: typing.Callable[[str], Any]) -> typing.Callable[[str], Any
 
     parse.__name__ = getattr(convert, "__name__", "value")
     return parse
+
+
+class _PairsToDict(argparse.Action):
+    """``KEY=VALUE ...`` -> ``{KEY: VALUE}``."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, dict(values))
 
 
 def _parse_pair(text: str) -> tuple[str, Any]:
