@@ -21,7 +21,7 @@ import pytest
 
 from astroco_hf import AstroCoConfig, AstroCoForMaskedReconstruction, AstroCoForSequenceClassification, AstroCoModel
 from astroco_hf.cli import describe_user_error, main
-from astroco_hf.errors import OutputError, PretrainingConfigError, PretrainingInputError
+from astroco_hf.errors import OutputError, PretrainingInputError
 from astroco_hf.loading import load_pretrained
 from astroco_hf.outputs import LOCK_NAME, atomic_output, lock_output_dir, read_lock
 from astroco_hf.precision import native_bf16
@@ -235,7 +235,7 @@ def test_head_swap_without_load_report(model_dir, tmp_path):
 
 _NO_HEAVY_IMPORTS = """
 import sys
-from astroco_hf.cli import describe_user_error, main
+from astroco_hf.cli import main
 before = set(sys.modules)
 for argv in (["--help"], ["--version"]):
     try:

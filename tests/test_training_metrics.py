@@ -83,5 +83,5 @@ def test_probe_kinds_read_off_a_batch_match_the_collator():
     features = [{"times": np.sort(rng.uniform(0, 100, n)).astype(np.float32),
                  "magnitudes": rng.normal(0, 0.5, n).astype(np.float32),
                  "uncertainties": np.full(n, 0.02, np.float32), "mask_seed": i} for i, n in enumerate((200, 150, 37))]
-    batch = DataCollatorForMaskedReconstruction(window_size=200, return_probe_kind=True)(features)
+    batch = DataCollatorForMaskedReconstruction(window=200, return_probe_kind=True)(features)
     assert torch.equal(probe_kinds_of(batch), batch["probe_kind"])
