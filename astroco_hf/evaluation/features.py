@@ -132,11 +132,11 @@ def light_curve_features(
         grid = np.linspace(0.0, 2.0 * np.pi * max_frequency, 2**int(k) + 1)
         batch = [(time[starts[i]:stops[i]], mag[starts[i]:stops[i]], err[starts[i]:stops[i]]) for i in rows]
         try:
-            features[rows] = feature_extractor(grid).many(batch, sorted=True, fill_value=np.nan, n_jobs=n_jobs)
+            features[rows] = feature_extractor(grid).many(batch, sorted=None, fill_value=np.nan, n_jobs=n_jobs)
         except ValueError as error:  # light_curve names no curve: find the first one it rejects
             for i, curve in zip(rows, batch):
                 try:
-                    feature_extractor(grid)(*curve, sorted=True, fill_value=np.nan)
+                    feature_extractor(grid)(*curve, sorted=None, fill_value=np.nan)
                 except ValueError as own:
                     raise ValueError(f"light curve {curves.describe(int(i))}: {own}") from error
             raise

@@ -378,30 +378,38 @@ def _summary(runs: list[dict]) -> dict:
             "runs": len(runs), "per_run": runs}
 
 
-def _fold_predictions(encoder: AstroCoModel, embedded: EmbeddingOutput, features: np.ndarray, labels: np.ndarray,
-                      split: Split, num_classes: int, config: FewShotConfig):
-    """Test-set predictions of every method on one fold: yields ``(method, predicted (n_test,), seed,
-    extra)``. Deterministic logistic regressions run once per fold (seed None)."""
+def _reference_predictions(pooled: np.ndarray, features: np.ndarray, labels: np.ndarray, split: Split,
+                           num_classes: int, config: FewShotConfig):
+    """Test-set predictions of the rows that do not train the head: logistic regression on the pooled
+    embeddings (N, D), the feature classifiers on the features (N, F) and on both concatenated. Yields
+    ``(method, predicted (n_test,), seed, extra)``; deterministic logistic regressions run once (seed None),
+    random forests once per seed."""
     train, validation, test = split.train, split.validation, split.test
     y_train, y_val = labels[train], labels[validation]
-    pooled, layer_means = embedded.embeddings, embedded.layer_means
     logreg = logreg_classifier(pooled[train], y_train, pooled[validation], y_val, num_classes)
     yield "logreg_embeddings", logreg.predict(pooled[test]), None, {}
     # Embeddings ⊕ features: the classifiers' pipelines standardise every column, embeddings included.
-    inputs = {"features": features, "combined": np.concatenate([pooled.astype(np.float64), features], axis=1)}
-    for seed in range(config.seeds):
-        trained = train_head(encoder, layer_means[train], y_train, layer_means[validation], y_val, num_classes,
-                             seed=seed, config=config)
-        yield ("astroco", head_logits(trained.head, layer_means[test]).argmax(axis=1), seed,
-               {"epochs": trained.epochs, "best_epoch": trained.best_epoch})
-        for kind in config.feature_classifiers:
-            forest = kind == "random_forest"
-            if not forest and seed > 0:
-                continue
-            for method, x in zip(_FEATURE_METHODS[kind], inputs.values()):
+    inputs = (features, np.concatenate([pooled.astype(np.float64), features], axis=1))
+    for kind in config.feature_classifiers:
+        forest = kind == "random_forest"
+        for seed in range(config.seeds if forest else 1):
+            for method, x in zip(_FEATURE_METHODS[kind], inputs):
                 classifier = feature_classifier(kind, x[train], y_train, x[validation], y_val, num_classes, seed,
                                                 config.random_forest_trees)
                 yield method, classifier.predict(x[test]), seed if forest else None, {}
+
+
+def _fold_predictions(encoder: AstroCoModel, embedded: EmbeddingOutput, features: np.ndarray, labels: np.ndarray,
+                      split: Split, num_classes: int, config: FewShotConfig):
+    """Test-set predictions of every method on one fold: the head once per seed, then
+    :func:`_reference_predictions`."""
+    layer_means = embedded.layer_means
+    for seed in range(config.seeds):
+        trained = train_head(encoder, layer_means[split.train], labels[split.train], layer_means[split.validation],
+                             labels[split.validation], num_classes, seed=seed, config=config)
+        yield ("astroco", head_logits(trained.head, layer_means[split.test]).argmax(axis=1), seed,
+               {"epochs": trained.epochs, "best_epoch": trained.best_epoch})
+    yield from _reference_predictions(embedded.embeddings, features, labels, split, num_classes, config)
 
 
 def _used_rows(splits: dict[int, list[Split]]) -> tuple[np.ndarray, dict[int, list[Split]]]:
