@@ -34,7 +34,7 @@ _POOLINGS = ("scalar_mix", "last", "mean_layers")
 # Keys of a config.json that are not dataclass fields but are understood: by PreTrainedConfig.__post_init__
 # (which consumes them), by the Auto classes, or written by `astroco release`.
 _KNOWN_EXTRA_KEYS = frozenset({
-    "model_type", "auto_map", "astroco_hf_version", "torch_dtype", "num_labels", "name_or_path", "_commit_hash",
+    "model_type", "auto_map", "custom_pipelines", "astroco_hf_version", "torch_dtype", "num_labels", "name_or_path", "_commit_hash",
     "output_attentions", "attn_implementation", "experts_implementation", "per_layer_config",
     "_attn_implementation_internal", "_experts_implementation_internal",
 })

@@ -85,3 +85,11 @@ def test_probe_kinds_read_off_a_batch_match_the_collator():
                  "uncertainties": np.full(n, 0.02, np.float32), "mask_seed": i} for i, n in enumerate((200, 150, 37))]
     batch = DataCollatorForMaskedReconstruction(window=200, return_probe_kind=True)(features)
     assert torch.equal(probe_kinds_of(batch), batch["probe_kind"])
+
+
+def test_kind_codes_are_the_collators_probe_kinds():
+    """The metric file loads alone with evaluate.load(path), so it restates the codes; they must stay equal."""
+    from astroco_hf.data import ProbeKind
+    from astroco_hf.training.metrics import KIND_CODES
+
+    assert KIND_CODES == {kind.name.lower(): int(kind) for kind in ProbeKind if kind != ProbeKind.NONE}

@@ -30,7 +30,8 @@ import datasets
 import evaluate
 import numpy as np
 
-# Codes of ``probe_kinds`` (the data collator's ``ProbeKind``): 0 = not probed, ignored.
+# Codes of ``probe_kinds``: the values of ``astroco_hf.data.ProbeKind`` (0 = not probed, ignored), restated
+# because this file must load alone with ``evaluate.load(path)``; tests/test_training_metrics.py keeps them equal.
 KIND_CODES: dict[str, int] = {"hidden": 1, "random": 2, "unchanged": 3}
 
 _DESCRIPTION = """Masked-reconstruction RMSE and R^2 on probed positions of light-curve windows, overall and by

@@ -42,6 +42,7 @@ from .. import AstroCoConfig, AstroCoForMaskedReconstruction, __version__
 from ..data import DataCollatorForMaskedReconstruction
 from ..errors import PretrainingConfigError, PretrainingInputError, TrainingInterrupted
 from ..outputs import atomic_write_text, lock_output_dir
+from ..pipelines import save_inference_files
 from ..precision import training_uses_bf16
 from .callbacks import StopOnSignalCallback, TimeBudgetCallback, WindowEpochCallback
 from .data import PretrainingCollator, PretrainingData, build_pretraining_data
@@ -320,8 +321,9 @@ def format_summary(results: dict[str, Any], output_dir: Path) -> str:
         for survey, row in results["per_survey"].items():
             lines.append(f"    {survey:<10} {row['rmse_hidden']:.4f} / {row['baseline_rmse_hidden']:.4f} / "
                          f"{row['noise_floor']:.4f} / {row['n_hidden']:,}")
-    lines.append(f"Saved in {output_dir}: model (config.json, model.safetensors), eval_results.json, "
-                 "training_config.json, learning_curve.png, reconstruction.png")
+    lines.append(f"Saved in {output_dir}: model (config.json, model.safetensors), feature extractor "
+                 "(preprocessor_config.json), eval_results.json, training_config.json, learning_curve.png, "
+                 "reconstruction.png")
     return "\n".join(lines)
 
 
@@ -404,6 +406,7 @@ def _save_model(trainer: AstroCoTrainer, output_dir: Path) -> None:
         return
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".model-") as folder:
         trainer.save_model(folder)
+        save_inference_files(folder)  # feature extractor, pipelines: the folder serves pipeline(...) as it is
         for item in Path(folder).iterdir():
             os.replace(item, output_dir / item.name)
 
