@@ -217,7 +217,7 @@ def test_fewshot_end_to_end_on_real_eros1(shared_data, tmp_path, capsys):
     assert (run["n_train"], run["n_validation"], run["n_test"]) == (40, 20, 40)
     assert "30" in record["skipped"] and "< 30 + 5 validation + 10 test = 45" in record["skipped"]["30"]
     table = (out / "fewshot_table.md").read_text()
-    assert table.count("\n| ") == 7 and "skipped" in table and table.splitlines()[0] in printed
+    assert table.count("\n| ") == 6 and "skipped" in table and table.splitlines()[0] in printed
     assert (out / "confusion_matrix.png").stat().st_size > 10_000
 
 
