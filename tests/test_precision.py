@@ -93,8 +93,13 @@ def test_paths_keep_the_embeddings_and_leave_the_model_alone(encoder, windows, n
     assert type(encoder.forward).__name__ == "method"  # the original forward is untouched
     if name == "int8":
         quantized = [n for n, m in prepared.named_modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__]
-        assert quantized and all(n.startswith("layers.") for n in quantized)
-        assert not any(n.endswith("feed_forward.in_proj") for n in quantized)  # its weight is read directly
+        # Every linear layer of every block, the gated FFN's value and gate (its split in_proj) included.
+        expected = {f"layers.{i}.{n}" for i in range(len(encoder.layers)) for n in (
+            "feed_forward.value", "feed_forward.gate", "feed_forward.out_proj")}
+        assert expected <= set(quantized) and all(n.startswith("layers.") for n in quantized)
+        assert not any(type(m).__name__ == "Linear" and "quantized" not in type(m).__module__
+                       for n, m in prepared.layers.named_modules())
+        assert type(encoder.layers[0].feed_forward).__name__ == "AstroCoFeedForward"  # the user's model keeps its FFN
     else:
         with pytest.raises(ValueError, match="pooled embeddings only"):
             prepared(**windows, output_hidden_states=True)
