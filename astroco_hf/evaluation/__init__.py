@@ -3,18 +3,18 @@
 * :class:`AstroCoEmbedder` / :func:`embed`: one vector per light curve of any length (windows of the
   data layer, batched by length, point-weighted mean), per-window and per-layer outputs, streaming to
   parquet.
-* :func:`run_fewshot`: the paper's frozen-encoder few-shot protocol with two reference rows
-  (logistic regression on the embeddings, hand-crafted features), on :data:`BENCHMARKS` or any
-  labelled source; :func:`write_outputs` writes JSON, a markdown table and a confusion-matrix PNG.
+* :func:`run_fewshot`: the paper's frozen-encoder few-shot protocol with reference rows on the same
+  splits (logistic regression on the embeddings, ``light-curve`` features with a random forest and a
+  logistic regression, embeddings ⊕ features), on :data:`BENCHMARKS` or any labelled source; :func:`write_outputs` writes JSON, a markdown table and a confusion-matrix PNG.
 * :func:`finetune_classifier`: ``AstroCoForSequenceClassification`` with ``transformers.Trainer``
   (:func:`labelled_windows` + :class:`WindowClassificationCollator` for a Trainer of your own).
 * :func:`clean_inputs`: counted cleaning of raw in-memory light curves before embedding.
-* :func:`handcrafted_features`; :data:`MACRO_F1_PATH`: the macro-F1 ``evaluate`` module (offline).
+* :func:`light_curve_features` (the reference features); :data:`MACRO_F1_PATH`: the macro-F1 ``evaluate`` module (offline).
 """
 
 from .benchmarks import BENCHMARKS, Benchmark, LabelledLightCurves, load_benchmark, load_labelled
 from .embed import AstroCoEmbedder, EmbeddingOutput, ParquetSummary, WindowEmbeddings, embed
-from .features import FEATURE_NAMES, handcrafted_features
+from .features import FEATURE_NAMES, handcrafted_features, light_curve_features
 from .fewshot import (
     MACRO_F1_PATH,
     CachedFeatureHead,
@@ -53,6 +53,7 @@ __all__ = [
     "load_labelled",
     "FEATURE_NAMES",
     "handcrafted_features",
+    "light_curve_features",
     "MACRO_F1_PATH",
     "load_macro_f1",
     "FewShotConfig",

@@ -65,7 +65,11 @@ FEWSHOT_MODEL_METHOD = "astroco"
 FEWSHOT_METHODS: dict[str, str] = {
     "astroco": "AstroCo, frozen encoder + linear head",
     "logreg_embeddings": "logistic regression on AstroCo embeddings",
-    "handcrafted_features": "hand-crafted features (reference)",
+    "light_curve_rf": "light-curve features + random forest (reference)",
+    "light_curve_logreg": "light-curve features + logistic regression (reference)",
+    "astroco_light_curve_rf": "AstroCo embeddings ⊕ light-curve features + random forest",
+    "astroco_light_curve_logreg": "AstroCo embeddings ⊕ light-curve features + logistic regression",
+    "handcrafted_features": "hand-crafted features (reference; files written before light-curve features)",
 }
 
 _PRESET_TEMPLATES = {"astroco-tiny": "astroco-tiny.md", "astroco-s": "astroco-s.md", "astroco-l": "astroco-l.md"}
