@@ -265,7 +265,10 @@ def test_card_python_example_runs_on_the_folder(released):
     code = re.search(r"```python\n(.*?)```", ModelCard.load(released / "README.md").text, re.S).group(1)
     namespace: dict = {}
     exec(code.replace(REPO_ID, str(released)), namespace)  # noqa: S102 - the card's own example
-    assert namespace["embedding"].shape == (1, 64)
+    assert len(namespace["vector"]) == 64 and [len(v) for v in namespace["vectors"]] == [64, 64]
+    assert namespace["windows"].shape == (4, 64)  # 700 points: windows of 200, 200, 150, 150 (re-balanced tail)
+    per_curve = (namespace["features"]["n_points"][:, None].numpy() * namespace["windows"].numpy()).sum(0) / 700
+    np.testing.assert_allclose(per_curve, namespace["vector"], atol=1e-5)  # the pipeline = point-weighted windows
 
 
 def test_unmeasured_metrics_are_stated_and_left_out_of_the_model_index(pretrained):
