@@ -105,7 +105,10 @@ def _default_sources(data_root: str | None) -> list[str]:
 def _pretrain_variant(config: AblationConfig, switches: dict[str, Any], seed: int, out: Path,
                       sources: list[str]) -> dict[str, Any]:
     """Pretrain one (variant, seed) unless a finished run is already in `out`; return eval_results."""
-    from .training import pretrain, resolve_arguments
+    # The function from its module: `from .training import pretrain` yields the submodule
+    # astroco_hf.training.pretrain once that submodule has been imported.
+    from .training.pretrain import pretrain
+    from .training.recipes import resolve_arguments
 
     results_file = out / "eval_results.json"
     if results_file.is_file():

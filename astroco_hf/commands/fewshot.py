@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 NAME = "fewshot"
 HELP = ("Few-shot classification (paper section 4): frozen encoder + linear head vs logistic regression on the "
         "embeddings vs light-curve features (random forest, logistic regression) vs embeddings + features, N objects "
         "per class, folds x seeds; JSON, table and confusion PNG.")
+
+_PRECISIONS = ("auto", "fp32", "bf16", "int8")  # astroco_hf.precision.INFERENCE_PRECISIONS (not imported: fast --help)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +36,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=["random_forest", "logreg"],
                         help="classifiers of the light-curve-feature rows (default: random_forest logreg)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder: fewshot_results.json, fewshot_table.md, confusion_matrix.png")
+    parser.add_argument("--overwrite", action="store_true", help="replace the result files already in --out")
     parser.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default: 256)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available, else cpu)")
-    parser.add_argument("--bf16", action="store_true", help="encode under bfloat16 autocast")
+    parser.add_argument("--precision", choices=_PRECISIONS, default="fp32",
+                        help="fp32 (default: the reference numbers); bf16 (autocast; warns where emulated); int8 "
+                             "(dynamic quantization of the linear layers); auto: the fastest eager path measured on "
+                             "the first batch that keeps cosine >= 0.999 with fp32 (the per-layer means the head "
+                             "needs exist in PyTorch only, so no ONNX)")
+    parser.add_argument("--bf16", action="store_true", help="deprecated: --precision bf16")
     parser.add_argument("--no-feature-cache", action="store_true", help="recompute the light-curve features")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
+    import re
+    import warnings
+    from pathlib import Path
+
     import torch
 
     from ..evaluation import (
@@ -52,25 +65,53 @@ def run(args: argparse.Namespace) -> int:
         run_fewshot,
         write_outputs,
     )
-    from ..evaluation.fewshot import DEFAULT_FEATURE_CACHE, format_table
+    from ..evaluation.catalogue import example_batch
+    from ..evaluation.fewshot import DEFAULT_FEATURE_CACHE, format_table, output_paths
+    from ..outputs import lock_output_dir, refuse_existing
+    from ..precision import bf16_problem, candidate_paths, choose_inference_path, prepare_for_inference
 
-    if args.benchmark:
-        labelled = load_benchmark(args.benchmark, args.data_root)
-        n_test = args.n_test or BENCHMARKS[args.benchmark].n_test_per_class
-    else:
-        labelled = load_labelled(args.data, classes=args.classes, band=args.band, surveys=args.survey)
-        n_test = args.n_test or 100
-    print(f"{labelled.name}: {len(labelled):,} objects {labelled.class_counts()}")
-    config = FewShotConfig(shots=tuple(args.shots), folds=args.folds, seeds=args.seeds, split_seed=args.split_seed,
-                           n_validation_per_class=args.n_validation, n_test_per_class=n_test,
-                           feature_classifiers=tuple(dict.fromkeys(args.feature_classifier)))
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    embedder = AstroCoEmbedder.from_pretrained(args.model, batch_size=args.batch_size, device=device,
-                                               autocast_dtype=torch.bfloat16 if args.bf16 else None,
-                                               progress=not args.no_progress)
-    result = run_fewshot(embedder, labelled, config, model_name=args.model, progress=not args.no_progress,
-                         feature_cache_dir=None if args.no_feature_cache else DEFAULT_FEATURE_CACHE)
-    paths = write_outputs(result, args.out)
+    if args.bf16:
+        print("astroco fewshot: --bf16 is deprecated; use --precision bf16", file=sys.stderr)
+        args.precision = "bf16"
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    problem = bf16_problem(device) if args.precision == "bf16" else None
+    if problem is not None:
+        print(f"astroco fewshot: warning: {problem}", file=sys.stderr)
+    out = Path(args.out)
+    for path in output_paths(out).values():  # before any work
+        refuse_existing(path, overwrite=args.overwrite)
+    with lock_output_dir(out, take_over=args.overwrite):
+        if args.benchmark:
+            labelled = load_benchmark(args.benchmark, args.data_root)
+            n_test = args.n_test or BENCHMARKS[args.benchmark].n_test_per_class
+        else:
+            labelled = load_labelled(args.data, classes=args.classes, band=args.band, surveys=args.survey)
+            n_test = args.n_test or 100
+        print(f"{labelled.name}: {len(labelled):,} objects {labelled.class_counts()}")
+        config = FewShotConfig(shots=tuple(args.shots), folds=args.folds, seeds=args.seeds, split_seed=args.split_seed,
+                               n_validation_per_class=args.n_validation, n_test_per_class=n_test,
+                               feature_classifiers=tuple(dict.fromkeys(args.feature_classifier)))
+        loaded = AstroCoEmbedder.from_pretrained(args.model, device=device)  # with the folder's feature extractor
+        path = args.precision
+        encoder = loaded.model
+        if path != "fp32":
+            example = {k: v.to(device) for k, v in
+                       example_batch(labelled.table, loaded.window, min(args.batch_size, 64)).items()}
+            if path == "auto":  # the head reads per-layer means: eager paths only (ONNX returns pooled outputs)
+                calibration = choose_inference_path(
+                    encoder, example, candidates=[p for p in candidate_paths(device) if p.backend == "eager"])
+                print(calibration.to_text(), file=sys.stderr)
+                path = calibration.chosen
+            with warnings.catch_warnings():
+                if problem is not None:  # already printed once above
+                    warnings.filterwarnings("ignore", message=re.escape(problem))
+                encoder = prepare_for_inference(encoder, path, example)
+        embedder = AstroCoEmbedder(encoder, batch_size=args.batch_size, device=device,
+                                   feature_extractor=loaded.feature_extractor, progress=not args.no_progress)
+        result = run_fewshot(embedder, labelled, config, model_name=args.model, progress=not args.no_progress,
+                             feature_cache_dir=None if args.no_feature_cache else DEFAULT_FEATURE_CACHE,
+                             inference_path=path)
+        paths = write_outputs(result, out, overwrite=args.overwrite)
     print(format_table(result.record))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -122,12 +122,14 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import CleaningConfig, ColumnMap, prepare_dataset
     from ..data.cards import hub_files
+    from ..data.prepare import check_output_folder
 
     if args.dry_run and not args.push_to_hub:
         print("--dry-run needs --push-to-hub REPO_ID (the repository the folder is meant for)")
         return 2
     if args.no_progress:
         datasets.disable_progress_bars()
+    check_output_folder(args.out, overwrite=args.overwrite)  # before any work; save() writes it atomically
     started = time.perf_counter()
     cleaning = CleaningConfig(
         min_err=args.min_err,

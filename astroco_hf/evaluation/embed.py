@@ -36,6 +36,7 @@ from transformers.utils import FEATURE_EXTRACTOR_NAME as FEATURE_EXTRACTOR_FILE
 
 from ..data import CleaningConfig, CleaningReport, ColumnMap, clean_lightcurves
 from ..feature_extraction_astroco import AstroCoFeatureExtractor, pool_windows
+from ..loading import load_pretrained
 from ..modeling_astroco import AstroCoModel
 from ..pipeline_astroco import encode_windows
 from .inputs import (
@@ -165,10 +166,11 @@ class AstroCoEmbedder:
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> AstroCoEmbedder:
         """Load the encoder of any saved AstroCo checkpoint (pretraining or classification), with the
-        folder's feature extractor (``preprocessor_config.json``) when it has one."""
+        folder's feature extractor (``preprocessor_config.json``) when it has one. The unused head is
+        dropped without transformers' LOAD REPORT (:func:`~astroco_hf.loading.load_pretrained`)."""
         if (Path(path) / FEATURE_EXTRACTOR_FILE).is_file() and not {"window", "min_tail", "feature_extractor"} & set(kwargs):
             kwargs["feature_extractor"] = AstroCoFeatureExtractor.from_pretrained(str(path))
-        return cls(AstroCoModel.from_pretrained(str(path)), **kwargs)
+        return cls(load_pretrained(AstroCoModel, str(path)), **kwargs)
 
     @property
     def hidden_size(self) -> int:

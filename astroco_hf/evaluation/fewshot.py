@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..data import few_shot_splits
 from ..modeling_astroco import AstroCoForSequenceClassification, AstroCoModel
+from ..outputs import atomic_output, refuse_existing
 from .benchmarks import LabelledLightCurves
 from .embed import AstroCoEmbedder, EmbeddingOutput
 from .features import EXTRACTOR, FEATURE_NAMES, light_curve_features
@@ -429,6 +430,7 @@ def run_fewshot(
     model_name: str | None = None,
     progress: bool = True,
     feature_cache_dir: str | Path | None = DEFAULT_FEATURE_CACHE,
+    inference_path: str = "fp32",
 ) -> FewShotResult:
     """Run the protocol (module docstring) and return the results; see :func:`write_outputs`.
 
@@ -439,6 +441,8 @@ def run_fewshot(
         model_name: how the JSON names the model (default: the encoder's ``name_or_path``).
         progress: progress bars.
         feature_cache_dir: where hand-crafted features are cached (None: always recompute).
+        inference_path: how ``embedder``'s encoder was prepared (:mod:`astroco_hf.precision` path name),
+            recorded with the results.
     """
     config = config or FewShotConfig()
     started = time.perf_counter()
@@ -509,7 +513,8 @@ def run_fewshot(
                      "total": time.perf_counter() - started},
         "embedding": {"hidden_size": int(embedded.embeddings.shape[1]), "layers": int(embedded.layer_means.shape[1]),
                       "windows": int(embedded.n_windows.sum()), "device": str(embedder.device),
-                      "autocast": str(embedder.autocast_dtype) if embedder.autocast_dtype else None},
+                      "autocast": str(embedder.autocast_dtype) if embedder.autocast_dtype else None,
+                      "inference_path": inference_path},
     }
     return FewShotResult(record, confusion)
 
@@ -588,18 +593,35 @@ def plot_confusion(result: FewShotResult, path: str | Path) -> Path:
                 ax.set_xlabel("predicted")
     fig.suptitle(f"{record['benchmark']}: test confusion (row-normalised, summed over runs)", fontsize=9)
     path = Path(path)
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=130, format="png")  # not from the suffix: write_outputs saves to a temporary name
     plt.close(fig)
     return path
 
 
-def write_outputs(result: FewShotResult, out_dir: str | Path) -> dict[str, Path]:
-    """``fewshot_results.json``, ``fewshot_table.md`` and ``confusion_matrix.png`` in ``out_dir``."""
+def output_paths(out_dir: str | Path) -> dict[str, Path]:
+    """The files :func:`write_outputs` writes in ``out_dir``: ``json``, ``table``, ``confusion``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "fewshot_results.json", "table": out_dir / "fewshot_table.md",
-             "confusion": out_dir / "confusion_matrix.png"}
-    paths["json"].write_text(json.dumps(result.record, indent=2) + "\n")
-    paths["table"].write_text(format_table(result.record))
-    plot_confusion(result, paths["confusion"])
+    return {"json": out_dir / "fewshot_results.json", "table": out_dir / "fewshot_table.md",
+            "confusion": out_dir / "confusion_matrix.png"}
+
+
+def write_outputs(result: FewShotResult, out_dir: str | Path, *, overwrite: bool = True) -> dict[str, Path]:
+    """``fewshot_results.json``, ``fewshot_table.md`` and ``confusion_matrix.png`` in ``out_dir``.
+
+    Each file is written under a temporary name and renamed (never half-written); other files in
+    ``out_dir`` are left alone.
+
+    Raises:
+        OutputError: one of the files exists and ``overwrite`` is False (checked before writing any).
+    """
+    paths = output_paths(out_dir)
+    for path in paths.values():
+        refuse_existing(path, overwrite=overwrite)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    writers = {"json": lambda tmp: tmp.write_text(json.dumps(result.record, indent=2) + "\n"),
+               "table": lambda tmp: tmp.write_text(format_table(result.record)),
+               "confusion": lambda tmp: plot_confusion(result, tmp)}
+    for name, path in paths.items():
+        with atomic_output(path, overwrite=overwrite) as temporary:
+            writers[name](temporary)
     return paths
