@@ -107,9 +107,6 @@ def test_fewshot_precision_vocabulary_eager_paths(pretraining_checkpoint, labell
     assert record["results"]["astroco"]["2"]["runs"] == 1
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="load_labelled (evaluation/benchmarks.py) de-duplicates before its empty-table check: "
-                          "IndexError traceback; fixed by moving that check above _one_curve_per_object")
 @pytest.mark.parametrize("content", ["object_id,time,mag,mag_err,label\n",
                                      "object_id,time,mag,mag_err,label\na,1.0,17.0,0.1,\na,2.0,17.1,0.1,\n"],
                          ids=["header-only", "unlabelled"])

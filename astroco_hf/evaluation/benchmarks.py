@@ -173,10 +173,10 @@ def load_labelled(
     keep(np.isin(np.asarray(raw["label"].to_pylist(), dtype=object), list(classes)), "class_not_selected")
 
     table, report = clean_lightcurves(raw, cleaning or CleaningConfig())
-    table, dedup = _one_curve_per_object(table)
-    selection |= dedup
     if table.num_rows == 0:
         raise ValueError(f"no labelled light curve left in {[str(p) for p in paths]} after selection and cleaning")
+    table, dedup = _one_curve_per_object(table)
+    selection |= dedup
     codes = pc.index_in(table["label"], value_set=pa.array(list(classes), pa.string())).to_numpy().astype(np.int64)
     return LabelledLightCurves(name, table, codes, list(classes), [str(p) for p in paths], band, report, selection)
 
