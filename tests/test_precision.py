@@ -100,6 +100,7 @@ def test_paths_keep_the_embeddings_and_leave_the_model_alone(encoder, windows, n
         assert not any(type(m).__name__ == "Linear" and "quantized" not in type(m).__module__
                        for n, m in prepared.layers.named_modules())
         assert type(encoder.layers[0].feed_forward).__name__ == "AstroCoFeedForward"  # the user's model keeps its FFN
+        assert "forward" in vars(prepared.layers[0].feed_forward)  # the CPU kernel's row chunks carried over
     else:
         with pytest.raises(ValueError, match="pooled embeddings only"):
             prepared(**windows, output_hidden_states=True)
