@@ -3,6 +3,8 @@ vocabulary in fewshot, refused and atomic outputs, one-line user errors (exit 2)
 
 from __future__ import annotations
 
+import importlib
+
 import json
 import os
 import subprocess
@@ -166,7 +168,9 @@ def test_prepare_into_an_unwritable_folder_is_one_line(tmp_path):
 
 
 def test_ablation_calls_the_pretrain_function_after_its_submodule_was_imported(monkeypatch, tmp_path):
-    import astroco_hf.training.pretrain as pretrain_module  # the submodule first: shadows the package attribute
+    # The submodule first: it shadows the package attribute. import_module returns the module itself
+    # (``import astroco_hf.training.pretrain as m`` may bind the function that shadows it).
+    pretrain_module = importlib.import_module("astroco_hf.training.pretrain")
     from astroco_hf.ablation import AblationConfig, _pretrain_variant
 
     calls = []
