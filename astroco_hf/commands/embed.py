@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import contextlib
+    import re
+    import warnings
     from pathlib import Path
 
     import torch
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None and dist.world_size > 1:
         device = torch.device("cuda", dist.local_rank)
-    if args.precision == "bf16" and (problem := bf16_problem(device)) is not None:
+    problem = bf16_problem(device) if args.precision == "bf16" else None
+    if problem is not None:
         print(f"astroco embed: warning: {problem}", file=sys.stderr)
     out = Path(args.out)
     cleaning = None if args.no_clean else CleaningConfig()
@@ -108,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
                     cat.record_inference_path(folder, path)
                 path = dist.from_rank0(path)
 
-                encoder = prepare_for_inference(model, path, example)
+                with warnings.catch_warnings():
+                    if problem is not None:  # already printed once, in one line, above
+                        warnings.filterwarnings("ignore", message=re.escape(problem))
+                    encoder = prepare_for_inference(model, path, example)
                 embedder = AstroCoEmbedder(encoder, batch_size=args.batch_size, device=device,
                                            feature_extractor=loaded.feature_extractor,
                                            progress=not args.no_progress and dist.rank == 0)
