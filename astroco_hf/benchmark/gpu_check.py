@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..modeling_astroco import AstroCoForMaskedReconstruction, AstroCoModel
+from ..outputs import atomic_write_text
 from .flops import forward_flops, peak_bf16_flops, training_step_flops
 from .runner import Case, _sync, _training_targets, build_config, environment, realistic_batch, run_case
 
@@ -47,9 +48,7 @@ class Check:
     def save(self) -> None:
         self.report["elapsed_s"] = self.elapsed()
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.report, indent=2, default=str))
-        tmp.replace(self.out)
+        atomic_write_text(self.out, json.dumps(self.report, indent=2, default=str))
 
     def run(self, name: str, needs_s: float, fn: Callable[[], Any], key: str = "measurements") -> Any:
         """Run `fn` unless fewer than `needs_s` seconds of the budget are left; never raise."""

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from ..configuration_astroco import AstroCoConfig
 from ..modeling_astroco import AstroCoForMaskedReconstruction, AstroCoModel
+from ..outputs import atomic_write_text
 from ..precision import choose_inference_path, prepare_for_inference
 from .flops import forward_flops, peak_bf16_flops, training_step_flops
 from .reference import reference_from
@@ -609,11 +610,7 @@ def run_benchmark(cases: Iterable[Case], repeats: int = 7, warmup: int = 1, devi
 def _write_json(report: dict[str, Any], path: str) -> None:
     import json
 
-    report = {**report, "summary": summarise(report["results"])}
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps({**report, "summary": summarise(report["results"])}, indent=2))
 
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
