@@ -87,7 +87,7 @@ def make_batch(batch: int = 4, length: int = 40, seed: int = 0, lengths: list[in
     return {"times": times, "magnitudes": magnitudes, "uncertainties": uncertainties, "attention_mask": attention_mask}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def batch_factory() -> Callable[..., dict[str, torch.Tensor]]:
     """:func:`make_batch` as a fixture (use it instead of ``from conftest import make_batch``)."""
     return make_batch

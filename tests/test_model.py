@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from conftest import make_batch
 from huggingface_hub.errors import StrictDataclassError
 
 from astroco_hf import (
@@ -54,9 +53,9 @@ def test_unknown_preset():
         AstroCoConfig.from_preset("astroco-xl")
 
 
-def test_forward_shapes_and_outputs(tiny_config):
+def test_forward_shapes_and_outputs(tiny_config, batch_factory):
     model = AstroCoForMaskedReconstruction(tiny_config).eval()
-    batch = make_batch(3, 25, lengths=[25, 10, 18])
+    batch = batch_factory(3, 25, lengths=[25, 10, 18])
     probed = torch.rand(3, 25) < 0.5
     out = model(**batch, labels=batch["magnitudes"], probed_positions=probed, output_hidden_states=True)
     assert out.reconstruction.shape == (3, 25)
@@ -71,14 +70,14 @@ def test_forward_shapes_and_outputs(tiny_config):
     assert torch.equal(tuple_out[0], out.reconstruction)
 
 
-def test_padding_invariance(tiny_config):
+def test_padding_invariance(tiny_config, batch_factory):
     model = AstroCoModel(tiny_config).eval()
-    single = make_batch(1, 30, seed=3)
+    single = batch_factory(1, 30, seed=3)
     reference = model(**single)
 
     padded = {k: torch.cat([v, torch.full((1, 20), 7.0, dtype=v.dtype)], dim=1) for k, v in single.items()}
     padded["attention_mask"][:, 30:] = 0
-    others = make_batch(2, 50, seed=4)
+    others = batch_factory(2, 50, seed=4)
     batched = {k: torch.cat([padded[k], others[k]], dim=0) for k in padded}
     for inputs in (padded, batched):
         out = model(**inputs)
@@ -86,14 +85,14 @@ def test_padding_invariance(tiny_config):
         torch.testing.assert_close(out.pooler_output[0], reference.pooler_output[0], atol=1e-5, rtol=0)
 
 
-def test_batch_norm_statistics_ignore_padding(tiny_config):
+def test_batch_norm_statistics_ignore_padding(tiny_config, batch_factory):
     """Training-mode statistics (and so the running buffers) only count valid points."""
     torch.manual_seed(0)
     tiny_config.dropout = 0.0
     short = AstroCoModel(tiny_config).train()
     long = AstroCoModel(tiny_config).train()
     long.load_state_dict(short.state_dict())
-    batch = make_batch(2, 20, seed=5)
+    batch = batch_factory(2, 20, seed=5)
     padded = {k: torch.cat([v, torch.full((2, 30), -3.0, dtype=v.dtype)], dim=1) for k, v in batch.items()}
     padded["attention_mask"][:, 20:] = 0
     out_short, out_long = short(**batch), long(**padded)
@@ -105,9 +104,9 @@ def test_batch_norm_statistics_ignore_padding(tiny_config):
 
 
 @pytest.mark.parametrize("train_mode", [False, True])
-def test_hidden_values_never_leak(tiny_config, train_mode):
+def test_hidden_values_never_leak(tiny_config, train_mode, batch_factory):
     model = AstroCoForMaskedReconstruction(tiny_config).train(train_mode)
-    batch = make_batch(2, 30, seed=6)
+    batch = batch_factory(2, 30, seed=6)
     hidden = torch.zeros(2, 30, dtype=torch.bool)
     hidden[:, ::3] = True
     tampered = dict(batch)
@@ -130,13 +129,13 @@ def test_hidden_values_never_leak(tiny_config, train_mode):
     assert magnitudes.grad[~hidden].abs().sum() > 0
 
 
-def test_eager_and_sdpa_agree(tiny_config):
+def test_eager_and_sdpa_agree(tiny_config, batch_factory):
     torch.manual_seed(0)
     eager = AstroCoModel(AstroCoConfig.from_preset("astroco-tiny", attn_implementation="eager")).eval()
     sdpa = AstroCoModel(AstroCoConfig.from_preset("astroco-tiny")).eval()
     sdpa.load_state_dict(eager.state_dict())
     assert eager.config._attn_implementation == "eager" and sdpa.config._attn_implementation == "sdpa"
-    batch = make_batch(3, 40, seed=7, lengths=[40, 13, 27])
+    batch = batch_factory(3, 40, seed=7, lengths=[40, 13, 27])
     a, b = eager(**batch), sdpa(**batch)
     valid = batch["attention_mask"].bool()
     torch.testing.assert_close(a.last_hidden_state[valid], b.last_hidden_state[valid], atol=1e-5, rtol=0)
@@ -160,9 +159,9 @@ def test_depthwise_convolution_offsets_follow_paper_formula():
         assert int(y[0, 0].argmax()) == 6 + kernel // 2 - k
 
 
-def test_time_origin_invariance(tiny_config):
+def test_time_origin_invariance(tiny_config, batch_factory):
     model = AstroCoModel(tiny_config).eval()
-    batch = make_batch(2, 30, seed=8)
+    batch = batch_factory(2, 30, seed=8)
     shifted = dict(batch, times=batch["times"] - 50000.0)
     torch.testing.assert_close(model(**batch).pooler_output, model(**shifted).pooler_output, atol=1e-5, rtol=0)
 
@@ -181,29 +180,29 @@ def test_time_origin_invariance(tiny_config):
         (lambda b: b.update(times=b["times"].numpy()), "`times` must be a torch.Tensor"),
     ],
 )
-def test_bad_input_raises_value_error(tiny_config, change, message):
+def test_bad_input_raises_value_error(tiny_config, change, message, batch_factory):
     model = AstroCoModel(tiny_config)
-    batch = make_batch(2, 40, seed=9)
+    batch = batch_factory(2, 40, seed=9)
     change(batch)
     with pytest.raises(ValueError, match=message):
         model(**batch)
 
 
-def test_nan_at_padding_is_harmless(tiny_config):
+def test_nan_at_padding_is_harmless(tiny_config, batch_factory):
     model = AstroCoModel(tiny_config).eval()
-    batch = make_batch(2, 20, seed=10, lengths=[20, 12])
+    batch = batch_factory(2, 20, seed=10, lengths=[20, 12])
     batch["magnitudes"][1, 12:] = float("nan")
     batch["times"][1, 12:] = float("nan")
     assert torch.isfinite(model(**batch).pooler_output).all()
 
 
-def test_frozen_encoder_trains_only_head_and_mix(tiny_config):
+def test_frozen_encoder_trains_only_head_and_mix(tiny_config, batch_factory):
     tiny_config.freeze_encoder = True
     model = AstroCoForSequenceClassification(tiny_config).train()
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"astroco.layer_weights", "classifier.weight", "classifier.bias"}
     assert model.training and not model.astroco.training  # BatchNorm statistics and dropout fixed
-    batch = make_batch(4, 30, seed=11)
+    batch = batch_factory(4, 30, seed=11)
     labels = torch.tensor([0, 1, 2, 1])
     out = model(**batch, labels=labels)
     torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, labels))
@@ -221,10 +220,10 @@ def test_frozen_encoder_survives_from_pretrained(tiny_config, tmp_path):
     assert not model.train().astroco.training
 
 
-def test_gradient_checkpointing_matches(tiny_config):
+def test_gradient_checkpointing_matches(tiny_config, batch_factory):
     tiny_config.dropout = 0.0
     model = AstroCoForMaskedReconstruction(tiny_config).eval()
-    batch = make_batch(2, 30, seed=12)
+    batch = batch_factory(2, 30, seed=12)
     probed = torch.rand(2, 30) < 0.5
     loss = model(**batch, labels=batch["magnitudes"], probed_positions=probed).loss
     params = [p for p in model.parameters() if p.requires_grad]
@@ -246,9 +245,9 @@ def test_gradient_checkpointing_matches(tiny_config):
     {"pooling": "last"},
     {"pooling": "mean_layers"},
 ])
-def test_ablation_switches_run(switches):
+def test_ablation_switches_run(switches, batch_factory):
     model = AstroCoForMaskedReconstruction(AstroCoConfig.from_preset("astroco-tiny", **switches))
-    batch = make_batch(2, 20, seed=13)
+    batch = batch_factory(2, 20, seed=13)
     out = model(**batch, labels=batch["magnitudes"], probed_positions=torch.ones(2, 20, dtype=torch.bool))
     out.loss.backward()
     unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
@@ -290,13 +289,13 @@ def test_wrong_config_type_is_one_line_value_error(tiny_config, tmp_path, key, v
         AstroCoConfig(**{key: value})
 
 
-def test_output_attentions_eager_and_sdpa(tiny_config, caplog):
+def test_output_attentions_eager_and_sdpa(tiny_config, caplog, batch_factory):
     """Per-layer weights (B, H, T, T), rows summing to 1, zero on padded keys; sdpa gives the eager ones."""
     torch.manual_seed(0)
     eager = AstroCoForMaskedReconstruction(AstroCoConfig.from_preset("astroco-tiny", attn_implementation="eager")).eval()
     sdpa = AstroCoForMaskedReconstruction(AstroCoConfig.from_preset("astroco-tiny")).eval()
     sdpa.load_state_dict(eager.state_dict())
-    batch = make_batch(3, 20, seed=14, lengths=[20, 9, 15])
+    batch = batch_factory(3, 20, seed=14, lengths=[20, 9, 15])
     out = eager(**batch, output_attentions=True)
     assert len(out.attentions) == tiny_config.num_layers
     for weights in out.attentions:

