@@ -166,6 +166,9 @@ def build_training_arguments(args: PretrainingArguments) -> TrainingArguments:
         logging_steps=args.logging_steps,
         bf16=_use_bf16(args),
         torch_compile=args.torch_compile,
+        # On CUDA the fused kernel: the same AdamW update in a few launches instead of several per parameter.
+        # Elsewhere transformers' default (also the fused one from torch 2.8); eval_results.json says which ran.
+        **({"optim": "adamw_torch_fused"} if torch.cuda.is_available() else {}),
         seed=args.seed,
         dataloader_num_workers=args.dataloader_num_workers,
         # Without an accelerator, say so: accelerate only sets up multi-process CPU (gloo) DDP under
@@ -215,6 +218,7 @@ def build_trainer(args: PretrainingArguments, data: PretrainingData, training_ar
         compute_metrics=ReconstructionMetrics(data.surveys),
         callbacks=[*run_callbacks, *callbacks],
         exact_batch_rmse=args.exact_batch_rmse,
+        device_masking=masking if args.device_data else None,
     )
 
 
@@ -252,7 +256,8 @@ def _eval_results(args: PretrainingArguments, data: PretrainingData, trainer: As
                 "learning_rate": args.learning_rate, "batch_size": args.batch_size,
                 "per_device_batch_size": training_args.per_device_train_batch_size,
                 "gradient_accumulation_steps": args.gradient_accumulation_steps,
-                "exact_batch_rmse": args.exact_batch_rmse, "optimizer": "adamw_torch",
+                "exact_batch_rmse": args.exact_batch_rmse, "optimizer": str(training_args.optim.value),
+                "device_data": args.device_data, "torch_compile": args.torch_compile,
                 "weight_decay": args.weight_decay, "lr_scheduler_type": args.lr_scheduler_type,
                 "warmup_steps": args.warmup_steps, "max_grad_norm": args.max_grad_norm,
                 "dropout": model.config.dropout, "window": args.window, "patience": args.patience,

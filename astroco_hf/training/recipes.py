@@ -6,6 +6,11 @@ arguments of :func:`resolve_arguments`). The paper presets follow appendix A: Ad
 (S) / 7.5e-5 (L), batch 256, dropout 0.1, bf16, window 200, early stopping with patience 20 epochs on
 validation RMSE.
 
+Learning rate and batch size: ``learning_rate`` is used as given, whatever ``batch_size``; the paper's rates
+are for its global batch of 256. A run with a larger global batch ``B`` (a GPU filled by ``--device-data``)
+passes ``--learning-rate`` by the square-root rule for Adam-type optimisers, ``paper_rate * sqrt(B / 256)``
+(AstroCo-S at B = 1024: 1.5e-3), with a linear warm-up of about 5 % of the steps (``--warmup-steps 0.05``).
+
 Why one dataclass of our own, parsed by ``transformers.HfArgumentParser``, rather than a
 ``TrainingArguments`` subclass: the run is described in the paper's terms (a *global* batch of 256 over
 all processes and accumulation steps, epochs, patience, the window, the masking fractions), which
@@ -116,7 +121,17 @@ class PretrainingArguments:
                   "where it is emulated (e.g. AVX2-only CPUs: hundreds of times slower). --bf16/--no-bf16: aliases "
                   "of --precision bf16/fp32"},
     )
-    torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
+    torch_compile: bool = field(
+        default=False,
+        metadata={"help": "torch.compile the model (Trainer's torch_compile); shapes are static, every batch is "
+                  "batch x window"},
+    )
+    device_data: bool = field(
+        default=False,
+        metadata={"help": "keep the training curves on the accelerator and draw crops and masks there "
+                  "(astroco_hf.training.device_data; same distributions as the CPU collator, keyed by seed, epoch, "
+                  "step and rank); for GPUs, where the CPU input path starves a small model. Evaluation is unchanged"},
+    )
     attn_implementation: Literal["sdpa", "eager"] | None = field(
         default=None,
         metadata={"help": "attention kernel for training; None = eager on the CPU, where its backward is faster "
@@ -169,6 +184,9 @@ class PretrainingArguments:
             problems.append(f"patience must be >= 1 (or None to disable early stopping), got {self.patience}")
         if self.max_time_minutes is not None and self.max_time_minutes <= 0:
             problems.append(f"max_time_minutes must be positive, got {self.max_time_minutes}")
+        if self.device_data and self.dataloader_num_workers:
+            problems.append(f"device_data builds batches on the device in the training process: dataloader_num_workers "
+                            f"must be 0, got {self.dataloader_num_workers}")
         if problems:
             raise PretrainingConfigError("invalid pretraining arguments: " + "; ".join(problems))
 

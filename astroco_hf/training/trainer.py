@@ -11,6 +11,9 @@ Two things differ from the stock Trainer:
   optimizer step (over all processes), and the summed gradient, i.e. that of the batch MSE, is
   rescaled by ``1 / (2 RMSE)``: d sqrt(MSE) = d MSE / (2 sqrt(MSE)). The update is then the
   full-batch update up to BatchNorm statistics, which stay per micro-batch and per process.
+* ``device_masking``: training batches are drawn on the device (:class:`~astroco_hf.training.device_data.DeviceWindows`
+  over the training crops, masked like that collator) instead of collated on the CPU; evaluation keeps
+  the collator.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer
 
-from ..data.collator import ProbeKind
+from ..data.collator import DataCollatorForMaskedReconstruction, ProbeKind
+from .device_data import DeviceWindows
 from .metrics import MaskedReconstructionMetric
 
 __all__ = ["AstroCoTrainer", "ReconstructionMetrics", "EVAL_ONLY_KEYS"]
@@ -40,12 +44,16 @@ class AstroCoTrainer(Trainer):
     Args:
         exact_batch_rmse: optimise the RMSE of each whole optimizer-step batch (all micro-batches, all
             processes) instead of the mean of the micro-batch RMSEs.
+        device_masking: build the training batches on the device with this collator's masking; the
+            ``train_dataset`` must then be the :class:`~astroco_hf.data.RandomCrops` to draw from.
         *args, **kwargs: as `transformers.Trainer`.
     """
 
-    def __init__(self, *args: Any, exact_batch_rmse: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, exact_batch_rmse: bool = False,
+                 device_masking: DataCollatorForMaskedReconstruction | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.exact_batch_rmse = exact_batch_rmse
+        self.device_masking = device_masking
         if exact_batch_rmse:
             # compute_loss already divides by the step's point count: Trainer must not divide again.
             self.loss_is_scaled_for_ga = True
@@ -54,6 +62,20 @@ class AstroCoTrainer(Trainer):
         self._micro_batches_done = 0
 
     # ---- training ----
+
+    def get_train_dataloader(self) -> torch.utils.data.DataLoader:
+        if self.device_masking is None:
+            return super().get_train_dataloader()
+        windows = DeviceWindows(self.train_dataset, self.device_masking, batch_size=self._train_batch_size,
+                                device=self.args.device, rank=self.args.process_index, world_size=self.args.world_size)
+        # Not through accelerator.prepare: each rank already draws its own batches, on its device.
+        return windows.loader()
+
+    def num_examples(self, dataloader: torch.utils.data.DataLoader) -> int:
+        dataset = getattr(dataloader, "dataset", None)
+        if isinstance(dataset, DeviceWindows):  # its length counts micro-batches, not windows
+            return dataset.samples_per_epoch
+        return super().num_examples(dataloader)
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
         batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
