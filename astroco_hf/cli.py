@@ -1,15 +1,21 @@
 """The ``astroco`` command line: one sub-command per module in :mod:`astroco_hf.commands`, and the
-boundary where user errors become one line.
+boundary where user errors and astroco_hf's warnings become one line.
 
-A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` (or,
-instead of ``add_arguments``, ``build_parser(prog) -> ArgumentParser`` for a parser of its own, e.g. an
-``HfArgumentParser``). Only the chosen command's arguments are built and its heavy imports happen inside
-``run``, so ``astroco --help`` and ``astroco --version`` import neither torch nor transformers.
+The commands, their modules and one-line help are listed once, in :data:`astroco_cli.COMMANDS` (the console
+script's module beside the package, which answers ``--help`` / ``--version`` / a mistyped command without
+importing this package, see its docstring). A command module defines ``add_arguments(parser)`` and
+``run(args) -> int`` (or, instead of ``add_arguments``, ``build_parser(prog) -> ArgumentParser`` for a parser
+of its own, e.g. an ``HfArgumentParser``). Only the chosen command's module is imported, and its heavy
+imports happen inside ``run``. ``python -m astroco_hf.cli`` and :func:`main` take the same command lines.
 
 Errors: a :class:`~astroco_hf.errors.UserError`, and the foreign errors a user causes with a bad path or
 file (see :func:`describe_user_error`), end the command with exit status 2 and one line on stderr,
 ``astroco COMMAND: error: MESSAGE``. ``--debug`` (anywhere on the command line) or ``ASTROCO_DEBUG=1``
 re-raises them with the traceback. Anything else is a bug and keeps its traceback.
+
+Warnings: an :class:`~astroco_hf.errors.AstroCoWarning` raised while a command runs is printed as one line,
+``astroco COMMAND: warning: MESSAGE``, each distinct message once per run; with ``--debug`` Python shows it
+as usual (file and line). Other libraries' warnings are left as they are.
 """
 
 from __future__ import annotations
@@ -19,81 +25,45 @@ import importlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from .errors import TrainingInterrupted, UserError
+from astroco_cli import DEBUG_HELP, Command, answer_without_package, command_of
+from astroco_cli import build_parser as build_top_level_parser
 
-# Sub-command modules, in the order they appear in ``astroco --help``.
-COMMAND_MODULES: tuple[str, ...] = (
-    "astroco_hf.commands.info",
-    "astroco_hf.commands.benchmark",
-    "astroco_hf.commands.pretrain",
-    "astroco_hf.commands.prepare",
-    "astroco_hf.commands.release",
-    "astroco_hf.commands.ablate",
-    "astroco_hf.commands.embed",
-    "astroco_hf.commands.fewshot",
-    "astroco_hf.commands.export",
-)
+from .errors import AstroCoWarning, TrainingInterrupted, UserError
 
-DEBUG_HELP = "show the full traceback of an error (also: environment variable ASTROCO_DEBUG=1)"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-class _Version(argparse.Action):
-    """``--version`` read from the installed metadata, without importing the package's models."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
-        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0,
-                         help="show the version and exit", **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            number = version("astroco_hf")
-        except PackageNotFoundError:
-            number = "0.0.0+unknown"
-        parser.exit(message=f"astroco_hf {number}\n")
+def _add_command(subparsers: argparse._SubParsersAction, command: Command) -> None:
+    """The full sub-parser of ``command`` (its module imported here), with ``--debug`` and its ``run``."""
+    module = importlib.import_module(command.module)
+    if hasattr(module, "build_parser"):  # a parser of its own: main() hands it the rest of the line
+        own = module.build_parser(f"astroco {command.name}")
+        own.description = command.help
+        own.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+        sub = subparsers.add_parser(command.name, help=command.help, add_help=False)
+        sub.set_defaults(_own_parser=own)
+    else:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        module.add_arguments(sub)
+        sub.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    sub.set_defaults(_run=module.run)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``astroco`` parser; only ``command``'s own arguments are built (all commands are listed)."""
-    parser = argparse.ArgumentParser(
-        prog="astroco",
-        description="AstroCo: a Conformer-style self-supervised encoder for irregular stellar light curves.",
-    )
-    parser.add_argument("--version", action=_Version)
-    parser.add_argument("--debug", dest="debug_anywhere", action="store_true", help=DEBUG_HELP)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMAND_MODULES:
-        module = importlib.import_module(module_name)
-        if module.NAME != command:
-            subparsers.add_parser(module.NAME, help=module.HELP, add_help=False)
-            continue
-        if hasattr(module, "build_parser"):  # a parser of its own: parse the rest of the line with it
-            own = module.build_parser(f"astroco {module.NAME}")
-            own.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-            sub = subparsers.add_parser(module.NAME, help=module.HELP, add_help=False)
-            sub.set_defaults(_own_parser=own)  # main() hands it the rest of the line
-        else:
-            sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-            module.add_arguments(sub)
-            sub.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-        sub.set_defaults(_run=module.run)
-    return parser
-
-
-def _command_of(argv: Sequence[str]) -> str | None:
-    """The sub-command name: the first word that is not an option (the top level has no valued options)."""
-    return next((word for word in argv if not word.startswith("-")), None)
+    return build_top_level_parser(command, _add_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = _command_of(argv)
+    answer_without_package(argv)  # --help, --version, no or an unknown command: exits
+    command = command_of(argv)
     parser = build_parser(command)
     args, rest = parser.parse_known_args(argv)
     debug = args.debug_anywhere or os.environ.get("ASTROCO_DEBUG", "") not in ("", "0")
@@ -105,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     debug = debug or args.debug
     try:
-        return int(args._run(args) or 0)
+        with _one_line_warnings(command, enabled=not debug):
+            return int(args._run(args) or 0)
     except KeyboardInterrupt:
         if debug:
             raise
@@ -118,6 +89,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = "" if isinstance(error, TrainingInterrupted) else "error: "  # a requested stop, not a mistake
         print(f"astroco {command}: {label}{message}", file=sys.stderr)
         return getattr(error, "exit_code", 2)
+
+
+@contextmanager
+def _one_line_warnings(command: str, *, enabled: bool) -> Iterator[None]:
+    """Show each distinct :class:`AstroCoWarning` message once, as ``astroco COMMAND: warning: MESSAGE``."""
+    if not enabled:
+        yield
+        return
+    shown: set[str] = set()
+    with warnings.catch_warnings():
+        foreign = warnings.showwarning
+        # "always": this run's own `shown` decides, not a registry left by an earlier main() in the process.
+        warnings.filterwarnings("always", category=AstroCoWarning)
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if not issubclass(category, AstroCoWarning):
+                foreign(message, category, filename, lineno, file, line)
+                return
+            text = _one_line(str(message))
+            if text not in shown:
+                shown.add(text)
+                print(f"astroco {command}: warning: {text}", file=sys.stderr)
+
+        warnings.showwarning = show
+        yield
 
 
 def describe_user_error(error: BaseException) -> str | None:

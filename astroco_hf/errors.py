@@ -6,6 +6,9 @@ Every ``astroco`` command turns a :class:`UserError` (and the common foreign err
 is also a ``ValueError`` (or ``OSError`` for outputs) so existing ``except ValueError`` callers keep
 working. The message names the offending file / light curve / key and says what to do.
 
+Warnings the user should read (something runs, but not as asked or not as fast as expected) are an
+:class:`AstroCoWarning`; the CLI prints each distinct one once, in one line.
+
 This module imports nothing heavy, so the CLI can use it before torch is loaded.
 """
 
@@ -15,8 +18,8 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
-    "ConfigError", "InputDataError", "OutputError", "PretrainingConfigError", "PretrainingInputError",
-    "TrainingInterrupted", "UserError", "closest",
+    "AstroCoWarning", "ConfigError", "InputDataError", "OutputError", "PrecisionWarning", "PretrainingConfigError",
+    "PretrainingInputError", "TrainingInterrupted", "UserError", "closest",
 ]
 
 
@@ -60,6 +63,14 @@ class TrainingInterrupted(UserError):
         super().__init__(message)
         self.signal_number = signal_number
         self.exit_code = 128 + signal_number
+
+
+class AstroCoWarning(UserWarning):
+    """Base of astroco_hf's warnings to the user: ``astroco COMMAND: warning: MESSAGE`` at the CLI (once each)."""
+
+
+class PrecisionWarning(AstroCoWarning):
+    """A precision that runs but not as intended, e.g. bf16 on a device that emulates it (slow)."""
 
 
 def closest(name: str, valid: Iterable[str]) -> str:

@@ -1,7 +1,7 @@
 """User errors end every `astroco` command with exit status 2 and one line on stderr naming the culprit
 (`--debug` / ASTROCO_DEBUG=1: the traceback); strict pretraining configs (more in test_training_arguments.py);
-locked and atomic outputs; the LOAD REPORT of an expected head swap silenced; `astroco --help` without the
-heavy imports.
+locked and atomic outputs; the LOAD REPORT of an expected head swap silenced (`astroco --help` /
+`--version` without heavy imports: test_cli_startup.py).
 
 Most cases call the CLI's `main` in this process (cheap); `test_commands_in_subprocesses` runs the real
 `astroco` executable for each command."""
@@ -232,27 +232,6 @@ def test_head_swap_without_load_report(model_dir, tmp_path):
 
 
 # ---- real processes ----
-
-_NO_HEAVY_IMPORTS = """
-import sys
-from astroco_hf.cli import main
-before = set(sys.modules)
-for argv in (["--help"], ["--version"]):
-    try:
-        main(argv)
-    except SystemExit:
-        pass
-print(sorted(m for m in set(sys.modules) - before if m.startswith(("astroco_hf.training", "transformers.", "torch."))))
-"""
-
-
-def test_help_and_version_import_nothing_heavy():
-    """The CLI itself adds no torch/transformers import to `astroco --help` / `--version` (what the package
-    ``__init__`` imports is measured in the report)."""
-    completed = subprocess.run([sys.executable, "-c", _NO_HEAVY_IMPORTS], capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    assert completed.stdout.strip().splitlines()[-1] == "[]"
-
 
 @pytest.mark.slow
 def test_commands_in_subprocesses(model_dir, tmp_path):

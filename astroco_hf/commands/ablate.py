@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-NAME = "ablate"
-HELP = ("Check the paper's claims: pretrain AstroCo variants (conv on/off, gated/plain FFN, concat/additive "
-        "fusion, scalar-mix/last/mean pooling) with the same data, split, budget and seeds; report test RMSE "
-        "and few-shot macro-F1.")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..ablation import VARIANTS, AblationConfig

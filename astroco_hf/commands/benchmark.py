@@ -13,10 +13,6 @@ process, alternating, as the median of several repeats. Examples::
 from __future__ import annotations
 
 import argparse
-import sys
-
-NAME = "benchmark"
-HELP = "Time AstroCo inference and training steps against a plain PyTorch reference (ratios, same process)."
 
 
 def _csv(kind):
@@ -61,14 +57,17 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    import warnings
+
     from ..benchmark.runner import INFERENCE_ONLY, MODES, PRECISIONS, PRESET_CONFIGS, Case, format_table, run_benchmark
+    from ..errors import PrecisionWarning
     from ..precision import bf16_problem
 
     problem = bf16_problem(args.device)
     if args.precisions is None:
         args.precisions = ["fp32", "auto"] + (["bf16"] if problem is None else [])
     elif problem is not None and any(p.startswith("bf16") for p in args.precisions):
-        print(f"astroco benchmark: warning: {problem}", file=sys.stderr)
+        warnings.warn(problem, PrecisionWarning, stacklevel=1)  # asked for anyway: measured, with one warning line
 
     for name, values, allowed in (("presets", args.presets, PRESET_CONFIGS), ("modes", args.modes, MODES),
                                   ("precisions", args.precisions, PRECISIONS), ("attn", args.attn, ("sdpa", "eager"))):

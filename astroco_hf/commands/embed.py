@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-NAME = "embed"
-HELP = "Embed light curves of any length with a saved AstroCo model and write them to parquet."
 
 _PRECISIONS = ("auto", "fp32", "bf16", "int8")  # astroco_hf.precision.INFERENCE_PRECISIONS (not imported: fast --help)
 _BACKENDS = ("auto", "eager", "compile", "onnx")
@@ -48,8 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import contextlib
-    import re
-    import warnings
     from pathlib import Path
 
     import torch
@@ -59,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import AstroCoEmbedder
     from ..evaluation import catalogue as cat
     from ..outputs import lock_output_dir
-    from ..precision import InferencePath, bf16_problem, candidate_paths, choose_inference_path, prepare_for_inference
+    from ..precision import InferencePath, candidate_paths, choose_inference_path, prepare_for_inference
 
     if args.bf16:
         print("astroco embed: --bf16 is deprecated; use --precision bf16", file=sys.stderr)
@@ -68,9 +64,6 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None and dist.world_size > 1:
         device = torch.device("cuda", dist.local_rank)
-    problem = bf16_problem(device) if args.precision == "bf16" else None
-    if problem is not None:
-        print(f"astroco embed: warning: {problem}", file=sys.stderr)
     out = Path(args.out)
     cleaning = None if args.no_clean else CleaningConfig()
     columns = ColumnMap.from_pairs(args.column)
@@ -111,10 +104,8 @@ def run(args: argparse.Namespace) -> int:
                     cat.record_inference_path(folder, path)
                 path = dist.from_rank0(path)
 
-                with warnings.catch_warnings():
-                    if problem is not None:  # already printed once, in one line, above
-                        warnings.filterwarnings("ignore", message=re.escape(problem))
-                    encoder = prepare_for_inference(model, path, example)
+                # bf16 where it is emulated: a PrecisionWarning, one line at the CLI boundary.
+                encoder = prepare_for_inference(model, path, example)
                 embedder = AstroCoEmbedder(encoder, batch_size=args.batch_size, device=device,
                                            feature_extractor=loaded.feature_extractor,
                                            progress=not args.no_progress and dist.rank == 0)

@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-NAME = "export"
-HELP = ("Export the encoder of a saved AstroCo model: --format onnx writes astroco.onnx (inputs times, magnitudes, "
-        "uncertainties, attention_mask (batch, window); outputs mean, max, sequence), its feature extractor and "
-        "export_info.json, checked against PyTorch with ONNX Runtime; light_curve.embed serves the folder.")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=("onnx",), help="export format")

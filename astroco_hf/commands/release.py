@@ -9,10 +9,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-NAME = "release"
-HELP = ("Build the Hub folder of a trained model (weights, config with auto_map, remote code, model card "
-        "with measured results, run records) and upload it, or stop before the network with --dry-run.")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR",
