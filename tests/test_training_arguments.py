@@ -72,3 +72,12 @@ def test_pretrain_help_points_at_existing_config_files(capsys):
     named = set(re.findall(r"configs/[\w/.-]+\.yaml", text))
     assert "configs/pretrain/cpu-public-data.yaml" in named
     assert all((REPO / path).is_file() for path in named), named
+
+
+def test_device_data_flag():
+    assert resolve_arguments().device_data is False  # the CPU input path stays the default
+    args = _resolve_command_line("--preset", "astroco-s", "--device-data", "--torch-compile")
+    assert args.device_data is True and args.torch_compile is True
+    assert _resolve_command_line("--device-data", "--no-device-data").device_data is False
+    with pytest.raises(PretrainingConfigError, match="device_data .* dataloader_num_workers must be 0, got 2"):
+        resolve_arguments(device_data=True, dataloader_num_workers=2)

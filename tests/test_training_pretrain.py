@@ -122,6 +122,23 @@ def test_resume_after_crash_matches_uninterrupted_run(finished_run, tmp_path):
     assert final == pytest.approx(finished_run.eval_results["test"], rel=1e-5)
 
 
+def test_device_data_run_saves_and_resumes_mid_epoch_like_the_uninterrupted_run(tmp_path):
+    # 4 crops per curve: 6 micro-batches per epoch, so the checkpoint of step 3 is mid-epoch and the resumed
+    # run must skip 3 batches of the device loader.
+    args = tiny_args(tmp_path / "crashed", device_data=True, crops_per_curve=4)
+    uninterrupted = pretrain(tiny_args(tmp_path / "reference", device_data=True, crops_per_curve=4), verbose=False)
+    hyperparameters = uninterrupted.eval_results["training"]["hyperparameters"]
+    assert hyperparameters["device_data"] is True and uninterrupted.eval_results["training"]["global_step"] == STEPS
+    assert uninterrupted.eval_results["training"]["epochs"] == 1.0
+    assert (uninterrupted.output_dir / "model.safetensors").is_file()
+    with pytest.raises(_Crash):
+        pretrain(args, callbacks=[CrashAfterCheckpoint(3)], verbose=False)
+    assert main(["pretrain", "--config", str(tmp_path / "crashed" / "training_config.json"), "--resume"]) == 0
+    resumed, reference = _losses(tmp_path / "crashed"), _losses(uninterrupted.output_dir)
+    assert sorted(resumed) == sorted(reference) == list(range(1, STEPS + 1))
+    assert resumed == pytest.approx(reference, rel=1e-5)
+
+
 def test_time_budget_stops_cleanly_and_still_tests(tmp_path):
     result = pretrain(tiny_args(tmp_path, max_steps=1000, max_time_minutes=0.001, patience=None), verbose=False)
     assert result.stopped_by == "time_budget"

@@ -18,6 +18,8 @@ EPILOG = """examples:
   astroco pretrain --preset astroco-s --data runs/macho_prepared --output-dir runs/s
   astroco pretrain --config configs/pretrain/cpu-public-data.yaml --max-time-minutes 50
   astroco pretrain --config runs/s/training_config.json --resume   # continue a run from its last checkpoint
+  astroco pretrain --preset astroco-s --data DIR --device-data --torch-compile --batch-size 1024 --learning-rate 1.5e-3
+                                                            # one GPU: batches drawn on the device, lr by sqrt(B / 256)
   torchrun --nproc_per_node 4 -m astroco_hf.cli pretrain --preset astroco-s --data DIR
   accelerate launch --config_file configs/accelerate/multi_gpu_4.yaml -m astroco_hf.cli pretrain --preset astroco-s --data DIR
 

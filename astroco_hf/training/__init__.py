@@ -16,6 +16,7 @@ _EXPORTS: dict[str, str] = {
     "StopOnSignalCallback": "callbacks",
     "TimeBudgetCallback": "callbacks",
     "WindowEpochCallback": "callbacks",
+    "DeviceWindows": "device_data",
     "PretrainingCollator": "data",
     "PretrainingData": "data",
     "TrainingWindows": "data",
