@@ -1,5 +1,6 @@
 """Fine-tuning: the feature extractor's windows, the public collator with a plain Trainer, and the output
-folder (best model with label maps, feature extractor, pipelines, evaluation JSON)."""
+folder (best model with label maps, feature extractor, pipelines, evaluation JSON): written whole on success
+only, refused when it exists (without overwrite) or is in use."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from test_embed import make_curves, tiny_encoder
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments, pipeline
 
 from astroco_hf import AstroCoConfig, AstroCoFeatureExtractor, AstroCoForSequenceClassification
+from astroco_hf.errors import OutputError
 from astroco_hf.evaluation import (
     CLASSIFICATION_RESULTS,
     WindowClassificationCollator,
@@ -19,6 +21,9 @@ from astroco_hf.evaluation import (
     labelled_windows,
     predict_curves,
 )
+from astroco_hf.evaluation import finetune as finetune_module
+from astroco_hf.evaluation.finetune import checkpoint_folder
+from astroco_hf.outputs import lock_output_dir
 from astroco_hf.pipelines import CLASSIFICATION_TASK, AstroCoClassificationPipeline
 
 LENGTHS = (60, 250, 40, 90, 30, 220, 70, 50)
@@ -76,3 +81,47 @@ def test_finetune_writes_a_complete_classifier_folder(tmp_path):
         assert [p["label"] for p in predicted] == [["quiet", "pulsating"][i] for i in np.argsort(-row, kind="stable")]
         np.testing.assert_allclose(sorted((p["score"] for p in predicted), reverse=True), np.sort(row)[::-1], atol=1e-6)
     assert classify(curves[0], top_k=1)[0]["label"] == ["quiet", "pulsating"][int(scores[0].argmax())]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "classifier"]  # checkpoints and lock gone
+
+    # A second run refuses the finished folder before any work (the model path is not even read) ...
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(OutputError, match=f"{out} already exists; pass overwrite=True"):
+        finetune_classifier(tmp_path / "missing", curves[:6], LABELS[:6], curves[6:], LABELS[6:], ["a", "b"], out)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    # ... and replaces it, whole, with overwrite=True.
+    finetune_classifier(base, curves[:6], LABELS[:6], curves[6:], LABELS[6:], ["dim", "bright"], out, overwrite=True,
+                        epochs=1, batch_size=4, use_cpu=True, disable_tqdm=True)
+    assert json.loads((out / CLASSIFICATION_RESULTS).read_text())["class_names"] == ["dim", "bright"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "classifier"]
+
+
+@pytest.mark.parametrize("where", ["after_training", "while_writing"])
+def test_a_failed_finetune_leaves_no_half_result(where, tmp_path, monkeypatch):
+    """An exception after the checkpoints exist, or halfway through writing the model folder: no output_dir,
+    no temporary folder, no checkpoints, no lock."""
+    base = tmp_path / "base"
+    tiny_encoder().save_pretrained(base)
+    curves = make_curves(LENGTHS, seed=4)
+    written = []
+
+    def fail(*args, **kwargs):
+        written.extend(p.name for p in checkpoint_folder(tmp_path / "classifier").iterdir())
+        if where == "while_writing":  # the weights and config are in the temporary folder by now
+            written.extend(sorted(p.name for p in tmp_path.glob(".classifier.tmp-*/*")))
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(finetune_module, "predict_curves" if where == "after_training" else "save_inference_files", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        finetune_classifier(base, curves[:6], LABELS[:6], curves[6:], LABELS[6:], ["quiet", "pulsating"],
+                            tmp_path / "classifier", epochs=1, batch_size=4, use_cpu=True, disable_tqdm=True)
+    assert any(name.startswith("checkpoint-") for name in written) and ".astroco.lock" in written
+    assert ("model.safetensors" in written) == (where == "while_writing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]
+
+
+def test_finetune_refuses_a_folder_in_use(tmp_path):
+    with lock_output_dir(checkpoint_folder(tmp_path / "classifier")):  # another run (a live pid) holds it
+        with pytest.raises(OutputError, match="in use by another run"):
+            finetune_classifier(tmp_path / "missing", make_curves((40,)), [0], make_curves((40,)), [0], ["a"],
+                                tmp_path / "classifier")
+    assert list(tmp_path.iterdir()) == []

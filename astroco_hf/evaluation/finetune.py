@@ -9,7 +9,9 @@ evaluates window-level macro-F1 (the package ``evaluate`` metric) every epoch, k
 checkpoint and stops early; :func:`predict_curves` then scores whole curves: the classifier is linear
 in the pooled embedding, so a curve's logits are the point-weighted mean of its windows' logits. The
 best model is written to ``output_dir`` with everything ``pipeline("light-curve-classification", ...)``
-and ``astroco release`` need.
+and ``astroco release`` need, atomically (:mod:`astroco_hf.outputs`): the checkpoints live in the locked
+working folder ``OUTPUT_DIR.partial`` (:func:`checkpoint_folder`) and the finished folder is renamed onto
+``output_dir`` only on success, so a failed or interrupted run leaves no half-written model there.
 
 For the few-shot tables use :mod:`~astroco_hf.evaluation.fewshot`, which trains the same frozen-encoder
 head on cached features (encoder run once instead of every epoch).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from .. import __version__
 from ..data import ColumnMap
 from ..feature_extraction_astroco import AstroCoFeatureExtractor
 from ..modeling_astroco import AstroCoForSequenceClassification
+from ..outputs import LOCK_NAME, atomic_output, lock_output_dir, refuse_existing
 from ..pipelines import save_inference_files
 from ..release.release import CLASSIFICATION_RESULTS, CLEANING_REPORT, EVAL_RESULTS, FIGURES, TRAINING_CONFIG
 from ..windowing import pad_segments
@@ -116,8 +120,15 @@ def predict_curves(model: AstroCoForSequenceClassification, data: LightCurveInpu
 @dataclass
 class FineTuneResult:
     model: AstroCoForSequenceClassification
-    trainer: Trainer
+    trainer: Trainer  # its checkpoint folder is gone: the best model is in output_dir
     eval_macro_f1: float  # curve level, on the evaluation curves
+
+
+def checkpoint_folder(output_dir: str | Path) -> Path:
+    """Where :func:`finetune_classifier` keeps its lock and Trainer checkpoints while it runs: the
+    sibling ``OUTPUT_DIR.partial`` (a sibling, not a subfolder, so that ``output_dir`` appears whole)."""
+    output_dir = Path(output_dir)
+    return output_dir.with_name(output_dir.name + ".partial")
 
 
 def finetune_classifier(
@@ -135,6 +146,7 @@ def finetune_classifier(
     batch_size: int = 64,
     patience: int = 5,
     seed: int = 0,
+    overwrite: bool = False,
     **training_arguments,
 ) -> FineTuneResult:
     """Train ``AstroCoForSequenceClassification`` from a saved AstroCo folder with ``Trainer``.
@@ -143,31 +155,34 @@ def finetune_classifier(
         model: a saved AstroCo model (pretraining or classification checkpoint).
         train_data, eval_data: light curves of any length; *_labels: their class indices.
         class_names: written into the config as ``id2label`` (and ``label2id``).
-        output_dir: Trainer checkpoints, and at the end the best model (window-level validation
-            macro-F1): weights and config with its label maps, the feature extractor, the pipelines
+        output_dir: written on success only, whole: the best model (window-level validation macro-F1):
+            weights and config with its label maps, the feature extractor, the pipelines
             (:func:`astroco_hf.pipelines.save_inference_files`) and ``classification_results.json``
             (curve-level macro-F1 on the evaluation curves, settings), which ``astroco release`` reads.
+            Trainer checkpoints go to :func:`checkpoint_folder` (locked for the run, removed at its end).
         freeze_encoder: the paper's protocol (head + scalar mix only); False fine-tunes everything.
+        overwrite: replace an existing non-empty ``output_dir`` (and take over the stale lock of a run
+            that was killed).
         training_arguments: overrides of ``TrainingArguments`` (e.g. ``use_cpu=True``, ``bf16=True``).
 
     Returns:
         The trained model, the Trainer, and the curve-level macro-F1 on the evaluation curves.
+
+    Raises:
+        OutputError: ``output_dir`` exists and is not empty (without ``overwrite``), or another run holds
+            it; both before any work.
     """
+    output_dir = Path(output_dir)
+    refuse_existing(output_dir, overwrite=overwrite, flag="overwrite=True")  # before any work
+    work = checkpoint_folder(output_dir)
     num_labels = len(class_names)
-    classifier = AstroCoForSequenceClassification.from_pretrained(
-        str(model), num_labels=num_labels, id2label=dict(enumerate(class_names)),
-        label2id={name: i for i, name in enumerate(class_names)}, freeze_encoder=freeze_encoder,
-    )
-    feature_extractor = AstroCoFeatureExtractor(window_length=classifier.config.max_sequence_length)
-    train_windows = labelled_windows(train_data, train_labels, feature_extractor=feature_extractor)
-    eval_windows = labelled_windows(eval_data, eval_labels, feature_extractor=feature_extractor)
 
     def compute_metrics(prediction) -> dict[str, float]:
         predicted = np.asarray(prediction.predictions).argmax(axis=-1)
         return {"macro_f1": macro_f1(predicted, np.asarray(prediction.label_ids), num_labels)[0]}
 
-    arguments = {
-        "output_dir": str(output_dir),
+    training_args = TrainingArguments(**{
+        "output_dir": str(work),
         "learning_rate": learning_rate,
         "num_train_epochs": epochs,
         "per_device_train_batch_size": batch_size,
@@ -183,46 +198,69 @@ def finetune_classifier(
         "label_names": ["labels"],
         "report_to": "none",
         "seed": seed,
-    } | training_arguments
-    trainer = Trainer(
-        model=classifier,
-        args=TrainingArguments(**arguments),
-        train_dataset=train_windows,
-        eval_dataset=eval_windows,
-        data_collator=WindowClassificationCollator(feature_extractor.window_length),
-        compute_metrics=compute_metrics,
-        # Outputs also hold pooler_output and the (M+1,) layer weights: keep only the logits.
-        preprocess_logits_for_metrics=lambda logits, labels: logits[0] if isinstance(logits, tuple) else logits,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
-    )
-    trainer.train()
-    trained = trainer.model
-    logits = predict_curves(trained, eval_data)
-    score = macro_f1(logits.argmax(axis=1), np.asarray(eval_labels, dtype=np.int64), num_labels)[0]
-    # The best model (loaded by load_best_model_at_end) goes to output_dir itself, ready for
-    # from_pretrained, AutoFeatureExtractor, pipeline(...) and `astroco release`.
-    trainer.save_model(str(output_dir))
-    save_inference_files(output_dir, feature_extractor)
-    # The encoder's pretraining records travel with it, so that the release card can describe them.
-    base = Path(model)
-    for name in PRETRAINING_RECORDS:
-        if (base / name).is_file() and base.resolve() != Path(output_dir).resolve():
-            shutil.copyfile(base / name, Path(output_dir) / name)
-    pretraining = json.loads((base / EVAL_RESULTS).read_text()) if (base / EVAL_RESULTS).is_file() else {}
-    results = {
-        "astroco_hf_version": __version__,
-        "task": "classification",
-        "base_model": str(model),
-        "preset": pretraining.get("model", {}).get("preset"),
-        "class_names": list(class_names),
-        "eval": {"macro_f1": score, "level": "curve", "n_curves": len(logits),
-                 "window_macro_f1_best": trainer.state.best_metric},
-        "training": {
-            "hyperparameters": {"freeze_encoder": freeze_encoder, "learning_rate": learning_rate, "epochs": epochs,
-                                "batch_size": batch_size, "patience": patience},
-            "global_step": trainer.state.global_step, "epochs": trainer.state.epoch, "seed": seed,
-            "n_train_curves": len(train_labels), "n_train_windows": len(train_windows),
-        },
-    }
-    Path(output_dir, CLASSIFICATION_RESULTS).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    } | training_arguments)
+    is_main = training_args.process_index == 0  # under a launcher, process 0 owns the folders
+    with lock_output_dir(work, take_over=overwrite) if is_main else nullcontext():
+        try:
+            if is_main:  # what a killed run left (its stale lock was taken over with overwrite=True)
+                _empty_except_lock(work)
+            classifier = AstroCoForSequenceClassification.from_pretrained(
+                str(model), num_labels=num_labels, id2label=dict(enumerate(class_names)),
+                label2id={name: i for i, name in enumerate(class_names)}, freeze_encoder=freeze_encoder,
+            )
+            feature_extractor = AstroCoFeatureExtractor(window_length=classifier.config.max_sequence_length)
+            train_windows = labelled_windows(train_data, train_labels, feature_extractor=feature_extractor)
+            eval_windows = labelled_windows(eval_data, eval_labels, feature_extractor=feature_extractor)
+            trainer = Trainer(
+                model=classifier,
+                args=training_args,
+                train_dataset=train_windows,
+                eval_dataset=eval_windows,
+                data_collator=WindowClassificationCollator(feature_extractor.window_length),
+                compute_metrics=compute_metrics,
+                # Outputs also hold pooler_output and the (M+1,) layer weights: keep only the logits.
+                preprocess_logits_for_metrics=lambda logits, labels: logits[0] if isinstance(logits, tuple) else logits,
+                callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
+            )
+            trainer.train()
+            trained = trainer.model
+            logits = predict_curves(trained, eval_data)
+            score = macro_f1(logits.argmax(axis=1), np.asarray(eval_labels, dtype=np.int64), num_labels)[0]
+            base = Path(model)
+            pretraining = json.loads((base / EVAL_RESULTS).read_text()) if (base / EVAL_RESULTS).is_file() else {}
+            results = {
+                "astroco_hf_version": __version__,
+                "task": "classification",
+                "base_model": str(model),
+                "preset": pretraining.get("model", {}).get("preset"),
+                "class_names": list(class_names),
+                "eval": {"macro_f1": score, "level": "curve", "n_curves": len(logits),
+                         "window_macro_f1_best": trainer.state.best_metric},
+                "training": {
+                    "hyperparameters": {"freeze_encoder": freeze_encoder, "learning_rate": learning_rate,
+                                        "epochs": epochs, "batch_size": batch_size, "patience": patience},
+                    "global_step": trainer.state.global_step, "epochs": trainer.state.epoch, "seed": seed,
+                    "n_train_curves": len(train_labels), "n_train_windows": len(train_windows),
+                },
+            }
+            if is_main:
+                # The best model (loaded by load_best_model_at_end), ready for from_pretrained,
+                # AutoFeatureExtractor, pipeline(...) and `astroco release`, renamed onto output_dir when complete.
+                with atomic_output(output_dir, overwrite=overwrite) as folder:
+                    trainer.save_model(str(folder))
+                    save_inference_files(folder, feature_extractor)
+                    # The encoder's pretraining records travel with it, so that the release card can describe them.
+                    for name in PRETRAINING_RECORDS:
+                        if (base / name).is_file():
+                            shutil.copyfile(base / name, folder / name)
+                    (folder / CLASSIFICATION_RESULTS).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        finally:
+            if is_main:  # the checkpoints are spent: the best model is in output_dir, or the run failed
+                _empty_except_lock(work)
     return FineTuneResult(trained, trainer, score)
+
+
+def _empty_except_lock(folder: Path) -> None:
+    for item in folder.iterdir():
+        if item.name != LOCK_NAME:
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
