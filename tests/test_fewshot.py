@@ -29,7 +29,16 @@ from astroco_hf.evaluation import (
     train_head,
 )
 from astroco_hf.evaluation.features import FEATURE_NAMES, grid_exponent, light_curve_features
-from astroco_hf.evaluation.fewshot import METHODS, Split, _reference_predictions, format_table, head_logits, make_splits
+from astroco_hf.evaluation.features import HANDCRAFTED_FEATURE_NAMES
+from astroco_hf.evaluation.fewshot import (
+    METHODS,
+    Split,
+    _reference_predictions,
+    feature_methods,
+    format_table,
+    head_logits,
+    make_splits,
+)
 from astroco_hf.evaluation.inputs import as_arrays
 
 
@@ -140,16 +149,50 @@ def test_embeddings_and_features_row_sees_both():
     features = rng.normal(size=(n, 5))
     features[:, 3] += 4.0 * feature_bit
     features[::7, 1] = np.nan  # imputed
+    handcrafted = rng.normal(size=(n, 7))
     split = Split(np.arange(0, 120), np.arange(120, 160), np.arange(160, 240))
     config = FewShotConfig(seeds=1, random_forest_trees=50)
     predictions = {}
-    for method, predicted, _, _ in _reference_predictions(pooled, features, labels, split, classes, config):
+    for method, predicted, _, _ in _reference_predictions(pooled, features, labels, split, classes, config,
+                                                          handcrafted):
         predictions[method] = (predicted == labels[split.test]).mean()
     assert set(predictions) == set(METHODS) - {"astroco"}
     for combined in ("astroco_light_curve_rf", "astroco_light_curve_logreg"):
         assert predictions[combined] > 0.8
     for single in ("logreg_embeddings", "light_curve_rf", "light_curve_logreg"):
         assert predictions[single] < 0.65  # one of the two bits only: about half right
+    with pytest.raises(ValueError, match="pass the seven astropy features"):
+        list(_reference_predictions(pooled, features, labels, split, classes, config))
+
+
+def test_light_curve_and_handcrafted_row_sees_both():
+    """The light-curve ⊕ seven rows classify from both sets: a class bit only in the 50 light-curve
+    columns, another only in the seven astropy columns. Without the seven, their rows are not run."""
+    rng = np.random.default_rng(1)
+    n, classes = 240, 4
+    labels = np.arange(n) % classes
+    pooled = rng.normal(size=(n, 8)).astype(np.float32)
+    features, handcrafted = rng.normal(size=(n, 50)), rng.normal(size=(n, len(HANDCRAFTED_FEATURE_NAMES)))
+    features[:, 10:20] += 4.0 * (labels % 2)[:, None]  # informative columns a forest's feature draws find
+    handcrafted[:, 4:6] += 4.0 * (labels // 2)[:, None]
+    handcrafted[::9, 6] = np.nan  # short curves: no periodogram, imputed
+    split = Split(np.arange(0, 120), np.arange(120, 160), np.arange(160, 240))
+    config = FewShotConfig(seeds=2, random_forest_trees=50)
+    runs: dict[str, list] = {}
+    for method, predicted, seed, _ in _reference_predictions(pooled, features, labels, split, classes, config,
+                                                             handcrafted):
+        runs.setdefault(method, []).append(((predicted == labels[split.test]).mean(), seed))
+    assert [len(runs[m]) for m in ("handcrafted_rf", "handcrafted_logreg", "light_curve_handcrafted_rf")] == [2, 1, 2]
+    for combined in ("light_curve_handcrafted_rf", "light_curve_handcrafted_logreg"):
+        assert min(score for score, _ in runs[combined]) > 0.8
+    for single in ("light_curve_rf", "light_curve_logreg", "handcrafted_rf", "handcrafted_logreg",
+                   "astroco_light_curve_rf"):
+        assert max(score for score, _ in runs[single]) < 0.65
+    without = FewShotConfig(seeds=1, random_forest_trees=50, handcrafted=False)
+    assert [m for m, _, _ in feature_methods(without)] == ["light_curve_rf", "light_curve_logreg",
+                                                            "astroco_light_curve_rf", "astroco_light_curve_logreg"]
+    methods = {m for m, *_ in _reference_predictions(pooled, features, labels, split, classes, without)}
+    assert methods == {"logreg_embeddings", *(m for m, _, _ in feature_methods(without))}
 
 
 def test_single_run_table_reads_naturally():
@@ -213,11 +256,17 @@ def test_fewshot_end_to_end_on_real_eros1(shared_data, tmp_path, capsys):
     assert len(record["results"]["light_curve_rf"]["10"]["per_run"]) == 4  # random forest: per seed
     assert len(record["results"]["astroco_light_curve_logreg"]["10"]["per_run"]) == 2
     assert record["features"]["names"] == list(FEATURE_NAMES) and record["features"]["seconds_per_1000_curves"] > 0
+    assert record["features"]["handcrafted"]["names"] == list(HANDCRAFTED_FEATURE_NAMES)
+    # Every row sees the same splits: per fold, the same train/validation/test sizes as the head's.
+    sizes = lambda method: {(r["fold"], r["n_train"], r["n_validation"], r["n_test"])  # noqa: E731
+                            for r in record["results"][method]["10"]["per_run"]}
+    assert all(sizes(method) == sizes("astroco") for method in METHODS)
     run = astroco["per_run"][0]
     assert (run["n_train"], run["n_validation"], run["n_test"]) == (40, 20, 40)
     assert "30" in record["skipped"] and "< 30 + 5 validation + 10 test = 45" in record["skipped"]["30"]
     table = (out / "fewshot_table.md").read_text()
-    assert table.count("\n| ") == 6 and "skipped" in table and table.splitlines()[0] in printed
+    assert table.count("\n| ") == len(METHODS) == 10 and "skipped" in table and table.splitlines()[0] in printed
+    assert "| seven astropy features + random forest |" in table
     assert (out / "confusion_matrix.png").stat().st_size > 10_000
 
 

@@ -7,8 +7,9 @@ import sys
 
 NAME = "fewshot"
 HELP = ("Few-shot classification (paper section 4): frozen encoder + linear head vs logistic regression on the "
-        "embeddings vs light-curve features (random forest, logistic regression) vs embeddings + features, N objects "
-        "per class, folds x seeds; JSON, table and confusion PNG.")
+        "embeddings vs feature sets (light-curve features, the seven astropy features, both, embeddings + "
+        "light-curve features; random forest and logistic regression each), N objects per class, folds x seeds; "
+        "JSON, table and confusion PNG.")
 
 _PRECISIONS = ("auto", "fp32", "bf16", "int8")  # astroco_hf.precision.INFERENCE_PRECISIONS (not imported: fast --help)
 
@@ -34,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the object splits (default: 0)")
     parser.add_argument("--feature-classifier", nargs="+", choices=("random_forest", "logreg"),
                         default=["random_forest", "logreg"],
-                        help="classifiers of the light-curve-feature rows (default: random_forest logreg)")
+                        help="classifiers of the feature rows (default: random_forest logreg)")
+    parser.add_argument("--no-handcrafted", action="store_true",
+                        help="skip the rows of the seven astropy features (alone and with the light-curve features): "
+                             "their periodograms cost ~10x the light-curve features")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder: fewshot_results.json, fewshot_table.md, confusion_matrix.png")
     parser.add_argument("--overwrite", action="store_true", help="replace the result files already in --out")
     parser.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default: 256)")
@@ -45,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the first batch that keeps cosine >= 0.999 with fp32 (the per-layer means the head "
                              "needs exist in PyTorch only, so no ONNX)")
     parser.add_argument("--bf16", action="store_true", help="deprecated: --precision bf16")
-    parser.add_argument("--no-feature-cache", action="store_true", help="recompute the light-curve features")
+    parser.add_argument("--no-feature-cache", action="store_true", help="recompute the features")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -90,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{labelled.name}: {len(labelled):,} objects {labelled.class_counts()}")
         config = FewShotConfig(shots=tuple(args.shots), folds=args.folds, seeds=args.seeds, split_seed=args.split_seed,
                                n_validation_per_class=args.n_validation, n_test_per_class=n_test,
-                               feature_classifiers=tuple(dict.fromkeys(args.feature_classifier)))
+                               feature_classifiers=tuple(dict.fromkeys(args.feature_classifier)),
+                               handcrafted=not args.no_handcrafted)
         loaded = AstroCoEmbedder.from_pretrained(args.model, device=device)  # with the folder's feature extractor
         path = args.precision
         encoder = loaded.model

@@ -4,17 +4,20 @@
   data layer, batched by length, point-weighted mean), per-window and per-layer outputs, streaming to
   parquet.
 * :func:`run_fewshot`: the paper's frozen-encoder few-shot protocol with reference rows on the same
-  splits (logistic regression on the embeddings, ``light-curve`` features with a random forest and a
-  logistic regression, embeddings ⊕ features), on :data:`BENCHMARKS` or any labelled source; :func:`write_outputs` writes JSON, a markdown table and a confusion-matrix PNG.
+  splits (logistic regression on the embeddings; a random forest and a logistic regression on the
+  ``light-curve`` features, the seven astropy features, both, and embeddings ⊕ ``light-curve`` features),
+  on :data:`BENCHMARKS` or any labelled source; :func:`write_outputs` writes JSON, a markdown table and a
+  confusion-matrix PNG.
 * :func:`finetune_classifier`: ``AstroCoForSequenceClassification`` with ``transformers.Trainer``
   (:func:`labelled_windows` + :class:`WindowClassificationCollator` for a Trainer of your own).
 * :func:`clean_inputs`: counted cleaning of raw in-memory light curves before embedding.
-* :func:`light_curve_features` (the reference features); :data:`MACRO_F1_PATH`: the macro-F1 ``evaluate`` module (offline).
+* :func:`light_curve_features` and :func:`handcrafted_features` (the two reference feature sets);
+  :data:`MACRO_F1_PATH`: the macro-F1 ``evaluate`` module (offline).
 """
 
 from .benchmarks import BENCHMARKS, Benchmark, LabelledLightCurves, load_benchmark, load_labelled
 from .embed import AstroCoEmbedder, EmbeddingOutput, ParquetSummary, WindowEmbeddings, embed
-from .features import FEATURE_NAMES, handcrafted_features, light_curve_features
+from .features import FEATURE_NAMES, HANDCRAFTED_FEATURE_NAMES, handcrafted_features, light_curve_features
 from .fewshot import (
     MACRO_F1_PATH,
     CachedFeatureHead,
@@ -52,6 +55,7 @@ __all__ = [
     "load_benchmark",
     "load_labelled",
     "FEATURE_NAMES",
+    "HANDCRAFTED_FEATURE_NAMES",
     "handcrafted_features",
     "light_curve_features",
     "MACRO_F1_PATH",

@@ -15,12 +15,13 @@ seeds, three classifiers see the same splits:
   turns a trained head into that model.
 * ``logreg_embeddings``: scikit-learn logistic regression on the standardised pooled embeddings
   (the encoder's own mixing weights), C chosen on validation macro-F1.
-* ``light_curve_rf`` / ``light_curve_logreg``: a random forest / logistic regression (C chosen on
-  validation macro-F1) on the 50 ``light-curve`` package features of
-  :mod:`~astroco_hf.evaluation.features` (median-imputed, standardised).
-* ``astroco_light_curve_rf`` / ``astroco_light_curve_logreg``: the same classifiers on the pooled
-  embeddings concatenated with those features (each column standardised): does the encoder add
-  information the features lack?
+* ``<set>_rf`` / ``<set>_logreg``: a random forest / logistic regression (C chosen on validation
+  macro-F1) on a feature set (median-imputed, standardised) of :data:`FEATURE_SETS`: ``light_curve``,
+  the 50 ``light-curve`` package features of :mod:`~astroco_hf.evaluation.features`; ``handcrafted``,
+  its seven astropy features; ``light_curve_handcrafted``, both concatenated (do the seven add
+  information the 50 lack?); ``astroco_light_curve``, the pooled embeddings concatenated with the 50
+  (does the encoder add information the features lack?). ``FewShotConfig.handcrafted=False`` drops
+  the two sets with the seven (their periodograms cost ~10x the 50).
 
 Only the curves some split uses are embedded and featurised (the periodograms dominate the cost).
 
@@ -57,21 +58,31 @@ from ..modeling_astroco import AstroCoForSequenceClassification, AstroCoModel
 from ..outputs import atomic_output, refuse_existing
 from .benchmarks import LabelledLightCurves
 from .embed import AstroCoEmbedder, EmbeddingOutput
-from .features import EXTRACTOR, FEATURE_NAMES, light_curve_features
+from .features import (
+    EXTRACTOR,
+    FEATURE_NAMES,
+    HANDCRAFTED_EXTRACTOR,
+    HANDCRAFTED_FEATURE_NAMES,
+    handcrafted_features,
+    light_curve_features,
+)
 from .macro_f1 import macro_f1 as macro_f1_score  # the metric's own function: cheap inside the epoch loop
 
 MACRO_F1_PATH = str(Path(__file__).with_name("macro_f1.py"))
+FEATURE_SETS: dict[str, str] = {  # name -> what the ``<name>_rf`` / ``<name>_logreg`` rows classify
+    "light_curve": "light-curve features",
+    "handcrafted": "seven astropy features",
+    "light_curve_handcrafted": "light-curve ⊕ seven astropy features",
+    "astroco_light_curve": "AstroCo embeddings ⊕ light-curve features",
+}
+FEATURE_CLASSIFIERS: tuple[str, ...] = ("random_forest", "logreg")
+_CLASSIFIER_SUFFIX = {"random_forest": ("rf", "random forest"), "logreg": ("logreg", "logistic regression")}
 METHODS: dict[str, str] = {
     "astroco": "AstroCo frozen encoder + linear head",
     "logreg_embeddings": "Logistic regression on AstroCo embeddings",
-    "light_curve_rf": "light-curve features + random forest",
-    "light_curve_logreg": "light-curve features + logistic regression",
-    "astroco_light_curve_rf": "AstroCo embeddings ⊕ light-curve features + random forest",
-    "astroco_light_curve_logreg": "AstroCo embeddings ⊕ light-curve features + logistic regression",
+    **{f"{name}_{suffix}": f"{label} + {classifier}" for name, label in FEATURE_SETS.items()
+       for suffix, classifier in _CLASSIFIER_SUFFIX.values()},
 }
-FEATURE_CLASSIFIERS: tuple[str, ...] = ("random_forest", "logreg")
-_FEATURE_METHODS = {"random_forest": ("light_curve_rf", "astroco_light_curve_rf"),
-                    "logreg": ("light_curve_logreg", "astroco_light_curve_logreg")}
 LOGREG_C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
 DEFAULT_FEATURE_CACHE = Path.home() / ".cache" / "astroco_hf" / "features"
 
@@ -111,6 +122,7 @@ class FewShotConfig:
     # Classifiers of the feature rows (light-curve features, and embeddings + features).
     feature_classifiers: tuple[Literal["random_forest", "logreg"], ...] = FEATURE_CLASSIFIERS
     random_forest_trees: int = 300
+    handcrafted: bool = True  # also the rows of the seven astropy features (alone and with the light-curve ones)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -379,29 +391,46 @@ def _summary(runs: list[dict]) -> dict:
             "runs": len(runs), "per_run": runs}
 
 
+def feature_methods(config: FewShotConfig) -> list[tuple[str, str, str]]:
+    """``(method, feature set, classifier)`` of every feature row ``config`` asks for, in table order."""
+    sets = [name for name in FEATURE_SETS if config.handcrafted or "handcrafted" not in name]
+    return [(f"{name}_{_CLASSIFIER_SUFFIX[kind][0]}", name, kind)
+            for name in sets for kind in config.feature_classifiers]
+
+
 def _reference_predictions(pooled: np.ndarray, features: np.ndarray, labels: np.ndarray, split: Split,
-                           num_classes: int, config: FewShotConfig):
+                           num_classes: int, config: FewShotConfig, handcrafted: np.ndarray | None = None):
     """Test-set predictions of the rows that do not train the head: logistic regression on the pooled
-    embeddings (N, D), the feature classifiers on the features (N, F) and on both concatenated. Yields
-    ``(method, predicted (n_test,), seed, extra)``; deterministic logistic regressions run once (seed None),
-    random forests once per seed."""
+    embeddings (N, D), and each :func:`feature_methods` row on its feature set, built from the light-curve
+    features (N, 50), the seven astropy features ``handcrafted`` (N, 7; required when
+    ``config.handcrafted``) and the embeddings. Yields ``(method, predicted (n_test,), seed, extra)``;
+    deterministic logistic regressions run once (seed None), random forests once per seed."""
     train, validation, test = split.train, split.validation, split.test
     y_train, y_val = labels[train], labels[validation]
     logreg = logreg_classifier(pooled[train], y_train, pooled[validation], y_val, num_classes)
     yield "logreg_embeddings", logreg.predict(pooled[test]), None, {}
-    # Embeddings ⊕ features: the classifiers' pipelines standardise every column, embeddings included.
-    inputs = (features, np.concatenate([pooled.astype(np.float64), features], axis=1))
+    # ⊕ is concatenation: the classifiers' pipelines standardise every column, embeddings included.
+    inputs = {"light_curve": features,
+              "astroco_light_curve": np.concatenate([pooled.astype(np.float64), features], axis=1)}
+    if config.handcrafted:
+        if handcrafted is None:
+            raise ValueError("config.handcrafted is set: pass the seven astropy features (handcrafted=...)")
+        inputs |= {"handcrafted": handcrafted,
+                   "light_curve_handcrafted": np.concatenate([features, handcrafted], axis=1)}
+    rows = feature_methods(config)
     for kind in config.feature_classifiers:
         forest = kind == "random_forest"
         for seed in range(config.seeds if forest else 1):
-            for method, x in zip(_FEATURE_METHODS[kind], inputs):
+            for method, name, _ in (row for row in rows if row[2] == kind):
+                x = inputs[name]
                 classifier = feature_classifier(kind, x[train], y_train, x[validation], y_val, num_classes, seed,
                                                 config.random_forest_trees)
                 yield method, classifier.predict(x[test]), seed if forest else None, {}
 
 
-def _fold_predictions(encoder: AstroCoModel, embedded: EmbeddingOutput, features: np.ndarray, labels: np.ndarray,
-                      split: Split, num_classes: int, config: FewShotConfig):
+def _fold_predictions(encoder: AstroCoModel, embedded: EmbeddingOutput, features: np.ndarray,
+                      handcrafted: np.ndarray | None, labels: np.ndarray, split: Split, num_classes: int,
+                      config: FewShotConfig):
     """Test-set predictions of every method on one fold: the head once per seed, then
     :func:`_reference_predictions`."""
     layer_means = embedded.layer_means
@@ -410,7 +439,8 @@ def _fold_predictions(encoder: AstroCoModel, embedded: EmbeddingOutput, features
                              labels[split.validation], num_classes, seed=seed, config=config)
         yield ("astroco", head_logits(trained.head, layer_means[split.test]).argmax(axis=1), seed,
                {"epochs": trained.epochs, "best_epoch": trained.best_epoch})
-    yield from _reference_predictions(embedded.embeddings, features, labels, split, num_classes, config)
+    yield from _reference_predictions(embedded.embeddings, features, labels, split, num_classes, config,
+                                      handcrafted)
 
 
 def _used_rows(splits: dict[int, list[Split]]) -> tuple[np.ndarray, dict[int, list[Split]]]:
@@ -440,7 +470,8 @@ def run_fewshot(
         config: protocol and training settings (default ``FewShotConfig()``).
         model_name: how the JSON names the model (default: the encoder's ``name_or_path``).
         progress: progress bars.
-        feature_cache_dir: where hand-crafted features are cached (None: always recompute).
+        feature_cache_dir: where both feature sets are cached (None: always recompute); a hit skips
+            the extraction, so the recorded feature times are then the cache's.
         inference_path: how ``embedder``'s encoder was prepared (:mod:`astroco_hf.precision` path name),
             recorded with the results.
     """
@@ -449,8 +480,7 @@ def run_fewshot(
     unknown = sorted(set(config.feature_classifiers) - set(FEATURE_CLASSIFIERS))
     if unknown:
         raise ValueError(f"feature_classifiers: unknown {unknown}; choose from {list(FEATURE_CLASSIFIERS)}")
-    methods = (["astroco", "logreg_embeddings"] + [_FEATURE_METHODS[kind][0] for kind in config.feature_classifiers]
-               + [_FEATURE_METHODS[kind][1] for kind in config.feature_classifiers])
+    methods = ["astroco", "logreg_embeddings"] + [method for method, _, _ in feature_methods(config)]
     splits, skipped = make_splits(labelled, config)
     used, splits = _used_rows(splits)
     selected = labelled.subset(used)
@@ -461,6 +491,10 @@ def run_fewshot(
     clock = time.perf_counter()
     features = light_curve_features(curves, cache_dir=feature_cache_dir)
     feature_seconds = time.perf_counter() - clock
+    clock = time.perf_counter()
+    handcrafted = (handcrafted_features(curves, progress=progress, cache_dir=feature_cache_dir)
+                   if config.handcrafted else None)
+    handcrafted_seconds = time.perf_counter() - clock
 
     num_classes = len(labelled.class_names)
     results: dict[str, dict[str, dict]] = {method: {} for method in methods}
@@ -475,7 +509,8 @@ def run_fewshot(
                 sizes = {"n_train": len(split.train), "n_validation": len(split.validation), "n_test": len(split.test)}
                 y_test = selected.labels[split.test]
                 for method, predicted, seed, extra in _fold_predictions(embedder.model, embedded, features,
-                                                                        selected.labels, split, num_classes, config):
+                                                                        handcrafted, selected.labels, split,
+                                                                        num_classes, config):
                     score, per_class = macro_f1(predicted, y_test, num_classes)
                     runs[method].append({"fold": fold, "seed": seed, "macro_f1": score, "per_class_f1": per_class,
                                          **sizes, **extra})
@@ -507,9 +542,14 @@ def run_fewshot(
         "skipped": skipped,
         "methods": {name: METHODS[name] for name in methods},
         "features": {"extractor": EXTRACTOR, "names": list(FEATURE_NAMES),
-                     "curves": len(curves), "seconds_per_1000_curves": 1000.0 * feature_seconds / len(curves)},
+                     "curves": len(curves), "seconds_per_1000_curves": 1000.0 * feature_seconds / len(curves),
+                     **({"handcrafted": {"extractor": HANDCRAFTED_EXTRACTOR,
+                                         "names": list(HANDCRAFTED_FEATURE_NAMES),
+                                         "seconds_per_1000_curves": 1000.0 * handcrafted_seconds / len(curves)}}
+                        if config.handcrafted else {})},
         "training": asdict(config),
         "timing_s": {"embedding": embed_seconds, "features": feature_seconds,
+                     **({"handcrafted_features": handcrafted_seconds} if config.handcrafted else {}),
                      "total": time.perf_counter() - started},
         "embedding": {"hidden_size": int(embedded.embeddings.shape[1]), "layers": int(embedded.layer_means.shape[1]),
                       "windows": int(embedded.n_windows.sum()), "device": str(embedder.device),
