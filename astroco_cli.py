@@ -50,8 +50,9 @@ COMMANDS: tuple[Command, ...] = (
             "Embed light curves of any length with a saved AstroCo model and write them to parquet."),
     Command("fewshot", "astroco_hf.commands.fewshot",
             "Few-shot classification (paper section 4): frozen encoder + linear head vs logistic regression on the "
-            "embeddings vs light-curve features (random forest, logistic regression) vs embeddings + features, N "
-            "objects per class, folds x seeds; JSON, table and confusion PNG."),
+            "embeddings vs feature sets (light-curve features, the seven astropy features, both, embeddings + "
+            "light-curve features; random forest and logistic regression each), N objects per class, folds x seeds; "
+            "JSON, table and confusion PNG."),
     Command("export", "astroco_hf.commands.export",
             "Export the encoder of a saved AstroCo model: --format onnx writes astroco.onnx (inputs times, "
             "magnitudes, uncertainties, attention_mask (batch, window); outputs mean, max, sequence), its feature "

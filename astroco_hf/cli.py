@@ -61,6 +61,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``astroco ARGV`` (default: ``sys.argv[1:]``); the exit status (argparse errors: ``SystemExit(2)``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     answer_without_package(argv)  # --help, --version, no or an unknown command: exits
     command = command_of(argv)
