@@ -81,3 +81,14 @@ def test_device_data_flag():
     assert _resolve_command_line("--device-data", "--no-device-data").device_data is False
     with pytest.raises(PretrainingConfigError, match="device_data .* dataloader_num_workers must be 0, got 2"):
         resolve_arguments(device_data=True, dataloader_num_workers=2)
+
+
+def test_torch_compile_mode_reaches_training_arguments(tmp_path):
+    from astroco_hf.training.pretrain import build_training_arguments
+
+    args = _resolve_command_line("--torch-compile", "--torch-compile-mode", "reduce-overhead", "--output-dir", str(tmp_path))
+    training_args = build_training_arguments(args)
+    assert training_args.torch_compile and training_args.torch_compile_mode == "reduce-overhead"
+    assert build_training_arguments(resolve_arguments(output_dir=str(tmp_path))).torch_compile_mode is None
+    with pytest.raises(PretrainingConfigError, match="torch_compile_mode='max-autotune' needs torch_compile"):
+        resolve_arguments(torch_compile_mode="max-autotune")

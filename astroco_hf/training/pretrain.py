@@ -166,6 +166,7 @@ def build_training_arguments(args: PretrainingArguments) -> TrainingArguments:
         logging_steps=args.logging_steps,
         bf16=_use_bf16(args),
         torch_compile=args.torch_compile,
+        torch_compile_mode=args.torch_compile_mode,
         # On CUDA the fused kernel: the same AdamW update in a few launches instead of several per parameter.
         # Elsewhere transformers' default (also the fused one from torch 2.8); eval_results.json says which ran.
         **({"optim": "adamw_torch_fused"} if torch.cuda.is_available() else {}),
@@ -258,6 +259,7 @@ def _eval_results(args: PretrainingArguments, data: PretrainingData, trainer: As
                 "gradient_accumulation_steps": args.gradient_accumulation_steps,
                 "exact_batch_rmse": args.exact_batch_rmse, "optimizer": str(training_args.optim.value),
                 "device_data": args.device_data, "torch_compile": args.torch_compile,
+                "torch_compile_mode": args.torch_compile_mode,
                 "weight_decay": args.weight_decay, "lr_scheduler_type": args.lr_scheduler_type,
                 "warmup_steps": args.warmup_steps, "max_grad_norm": args.max_grad_norm,
                 "dropout": model.config.dropout, "window": args.window, "patience": args.patience,

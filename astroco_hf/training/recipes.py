@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 Precision = Literal[TRAINING_PRECISIONS]  # auto | fp32 | bf16 (astroco_hf.precision)
+_COMPILE_MODES = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]  # torch.compile's
 
 
 @dataclass
@@ -126,6 +127,11 @@ class PretrainingArguments:
         metadata={"help": "torch.compile the model (Trainer's torch_compile); shapes are static, every batch is "
                   "batch x window"},
     )
+    torch_compile_mode: _COMPILE_MODES | None = field(
+        default=None,
+        metadata={"help": "torch.compile mode, with --torch-compile; None = torch's default. reduce-overhead replays "
+                  "CUDA graphs: a small model's step is then no longer bound by kernel launches"},
+    )
     device_data: bool = field(
         default=False,
         metadata={"help": "keep the training curves on the accelerator and draw crops and masks there "
@@ -173,7 +179,8 @@ class PretrainingArguments:
             problems.append(f"warmup_steps must be a whole number of steps (>= 1) or a fraction in [0, 1), got "
                             f"{self.warmup_steps}")
         for name, allowed in (("eval_strategy", ("epoch", "steps")), ("precision", TRAINING_PRECISIONS),
-                              ("attn_implementation", ("sdpa", "eager", None))):
+                              ("attn_implementation", ("sdpa", "eager", None)),
+                              ("torch_compile_mode", (*typing.get_args(_COMPILE_MODES), None))):
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(map(str, allowed))}, got {getattr(self, name)!r}")
         if self.eval_strategy == "steps" and not self.eval_steps:
@@ -184,6 +191,8 @@ class PretrainingArguments:
             problems.append(f"patience must be >= 1 (or None to disable early stopping), got {self.patience}")
         if self.max_time_minutes is not None and self.max_time_minutes <= 0:
             problems.append(f"max_time_minutes must be positive, got {self.max_time_minutes}")
+        if self.torch_compile_mode is not None and not self.torch_compile:
+            problems.append(f"torch_compile_mode={self.torch_compile_mode!r} needs torch_compile")
         if self.device_data and self.dataloader_num_workers:
             problems.append(f"device_data builds batches on the device in the training process: dataloader_num_workers "
                             f"must be 0, got {self.dataloader_num_workers}")
