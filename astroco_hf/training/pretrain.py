@@ -11,6 +11,10 @@ with fixed masks, then write into ``output_dir``: the model (safetensors + confi
 ``training_config.json`` (the resolved arguments; a valid ``--config`` file), ``trainer_state.json``,
 ``learning_curve.png`` and ``reconstruction.png``. Checkpoints stay in ``output_dir/checkpoint-*``.
 
+With ``device_data`` the training batches are drawn on the accelerator
+(:class:`~astroco_hf.training.device_data.DeviceWindows`, the same distributions as the CPU collator); validation
+and test windows always go through the collator, with their fixed masks.
+
 The run holds ``output_dir``'s lock (:func:`astroco_hf.outputs.lock_output_dir`) from the first check to
 the last file, so a second run on the same folder refuses; the model and ``eval_results.json`` are written
 through temporary names and renamed, ``eval_results.json`` last: its presence means the run finished.
