@@ -41,7 +41,7 @@ from astroco_hf.evaluation.fewshot import (
     train_head,
 )
 from astroco_hf.modeling_astroco import AUTO_MAP
-from astroco_hf.release import ReleaseError, build_release_folder, push_release, render_model_card
+from astroco_hf.release import ReleaseError, build_release_folder, push_release, read_release_info, render_model_card
 from astroco_hf.release.cards import CARD_TAGS, NOT_MEASURED, RECONSTRUCTION_METRICS, template_for_preset
 from astroco_hf.training import pretrain, resolve_arguments
 
@@ -352,6 +352,28 @@ def test_folder_loads_here_and_as_remote_code_without_the_package(released, pret
             if value.dim() == 2 and value.shape == valid.shape:  # per-step outputs: padding is unused
                 value, expected = value[valid], expected[valid]
             assert torch.equal(value, expected), (name, key)
+
+
+def test_sharded_weights_release_and_release_from_shards(released, pretrained, tmp_path):
+    """max_shard_size writes save_pretrained shards (files a git repository takes without LFS); a model
+    folder holding only shards (what the device run returns) is released as well."""
+    sharded = build_release_folder(pretrained, tmp_path / "sharded", REPO_ID, max_shard_size="200KB")
+    shards = sorted(sharded.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and all(p.stat().st_size <= 200_000 for p in shards)
+    assert not (sharded / "model.safetensors").exists() and (sharded / "model.safetensors.index.json").is_file()
+    assert set(read_release_info(sharded)["files"]) >= {p.name for p in shards}
+    batch = real_batch()
+    with torch.no_grad():
+        expected = AutoModel.from_pretrained(released).eval()(**batch).pooler_output
+        assert torch.equal(AutoModel.from_pretrained(sharded).eval()(**batch).pooler_output, expected)
+
+    shards_only = tmp_path / "run"
+    shutil.copytree(pretrained, shards_only, ignore=shutil.ignore_patterns("model.safetensors", "checkpoint-*"))
+    for path in [*shards, sharded / "model.safetensors.index.json"]:
+        shutil.copyfile(path, shards_only / path.name)
+    again = build_release_folder(shards_only, tmp_path / "again", REPO_ID, max_shard_size="200KB")
+    with torch.no_grad():
+        assert torch.equal(AutoModel.from_pretrained(again).eval()(**batch).pooler_output, expected)
 
 
 # ----------------------------------------------------------------------------------------------

