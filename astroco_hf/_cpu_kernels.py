@@ -2,7 +2,7 @@
 
 `modeling_astroco` is the paper in plain PyTorch. This module holds what a CPU needs on top of it, behind
 one switch, `AstroCoPreTrainedModel.enable_cpu_kernels()` (`disable_cpu_kernels()` returns to the plain
-sublayers). The switch is runtime state of one model instance: it is never written into `config.json`,
+sublayers); a subclass of a sublayer (as in the int8 inference copy) gets its base class's kernel. The switch is runtime state of one model instance: it is never written into `config.json`,
 and a loaded model starts plain.
 
 How: each kernel below replaces the `forward` of one sublayer *instance* (looked up by class name in
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["KERNELS", "set_cpu_kernels", "cpu_kernels_enabled"]
+__all__ = ["KERNELS", "kernel_of", "set_cpu_kernels", "cpu_kernels_enabled"]
 
 
 def _eager_cpu(tensor: torch.Tensor) -> bool:
@@ -178,10 +178,19 @@ KERNELS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def kernel_of(module: nn.Module) -> Callable[..., torch.Tensor] | None:
+    """The kernel of `module`'s class or of the nearest base class named in `KERNELS`, else None.
+
+    Base classes count so that a sublayer re-implemented for inference (the int8 copy's split FFN of
+    `astroco_hf.precision`, an `AstroCoFeedForward`) is governed by the same switch.
+    """
+    return next((KERNELS[cls.__name__] for cls in type(module).__mro__ if cls.__name__ in KERNELS), None)
+
+
 def set_cpu_kernels(model: nn.Module, enabled: bool) -> None:
     """Bind the kernels to (or remove them from) every matching sublayer of `model`."""
     for module in model.modules():
-        kernel = KERNELS.get(type(module).__name__)
+        kernel = kernel_of(module)
         if kernel is None:
             continue
         if enabled:
@@ -194,4 +203,4 @@ def set_cpu_kernels(model: nn.Module, enabled: bool) -> None:
 
 def cpu_kernels_enabled(model: nn.Module) -> bool:
     """Whether any sublayer of `model` runs a kernel of this module."""
-    return any("forward" in vars(m) for m in model.modules() if type(m).__name__ in KERNELS)
+    return any("forward" in vars(m) for m in model.modules() if kernel_of(m) is not None)

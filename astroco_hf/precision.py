@@ -23,8 +23,12 @@ matrix product: 85.9 GFLOP/s in fp32 and 0.16 GFLOP/s in bf16 (0.2 s against 106
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+import threading
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._cpu_kernels import cpu_kernels_enabled, set_cpu_kernels
+from .errors import PrecisionWarning
+from .modeling_astroco import AstroCoFeedForward, AstroCoModelOutput, _validate_inputs
 
 __all__ = [
     "PRECISIONS",
@@ -184,7 +192,8 @@ def prepare_for_inference(model: nn.Module, path: InferencePath | str, example: 
       that the forward calls as modules (found by hooks on ``example``). Each gated FFN is first
       replaced by :class:`_SplitGatedFeedForward` (its ``in_proj`` halves as two ``nn.Linear``), so that
       its value and gate products, ~40% of the linear FLOPs, are quantized too; the small input
-      projections stay fp32.
+      projections stay fp32. In eager mode the windows of a batch are split among threads with one
+      intra-op thread each (:func:`_window_parallel`).
     - ``compile``: ``torch.compile`` of the forward (dynamic shapes).
     - ``onnx``: the encoder exported by :func:`astroco_hf.export.onnx.export_onnx` (dynamic batch, windows
       padded to ``max_sequence_length``) and run by ONNX Runtime on the CPU; int8 =
@@ -200,7 +209,7 @@ def prepare_for_inference(model: nn.Module, path: InferencePath | str, example: 
     path = InferencePath.parse(path) if isinstance(path, str) else path
     encoder = model.base_model.eval()
     if path.precision == "bf16" and (problem := bf16_problem(encoder.device)) is not None:
-        warnings.warn(problem, stacklevel=2)
+        warnings.warn(problem, category=PrecisionWarning, stacklevel=2)
     if path.backend == "onnx":
         return _onnx_encoder(encoder, path.precision == "int8", example)
     if path == InferencePath("fp32") and encoder.device.type == "cpu":
@@ -212,6 +221,8 @@ def prepare_for_inference(model: nn.Module, path: InferencePath | str, example: 
         prepared.enable_cpu_kernels()
     if path.precision == "int8":
         _quantize_linear_layers(prepared, example)
+        if path.backend == "eager":
+            prepared.forward = _window_parallel(prepared)
     plain = prepared.forward
     if path.precision == "bf16":
         device_type = prepared.device.type
@@ -228,15 +239,18 @@ def prepare_for_inference(model: nn.Module, path: InferencePath | str, example: 
     return prepared
 
 
-class _SplitGatedFeedForward(nn.Module):
+class _SplitGatedFeedForward(AstroCoFeedForward):
     """A gated ``AstroCoFeedForward`` with W_val and W_gate as two ``nn.Linear``: (B, T, D) -> (B, T, D).
 
     Same function, W_out(GELU(W_val x) * sigmoid(W_gate x)); the original reads its ``in_proj`` weight
     halves directly (``F.linear``), which ``quantize_dynamic`` cannot see, while modules it converts.
+    A subclass, so that ``enable_cpu_kernels()`` / ``disable_cpu_kernels()`` switch the FFN kernel (row
+    chunks) of the int8 copy as they do the original's.
     """
 
-    def __init__(self, feed_forward: nn.Module) -> None:
-        super().__init__()
+    def __init__(self, feed_forward: AstroCoFeedForward) -> None:
+        nn.Module.__init__(self)  # the layers are taken from `feed_forward`, not built from a config
+        self.hidden, self.gated = feed_forward.hidden, True
         weight, bias, h = feed_forward.in_proj.weight.detach(), feed_forward.in_proj.bias.detach(), feed_forward.hidden
         self.value = nn.Linear(weight.shape[1], h, device=weight.device, dtype=weight.dtype)  # rows [0, h) of in_proj
         self.gate = nn.Linear(weight.shape[1], h, device=weight.device, dtype=weight.dtype)  # rows [h, 2h)
@@ -256,13 +270,11 @@ def _quantize_linear_layers(encoder: nn.Module, example: dict[str, torch.Tensor]
     Gated FFNs are split first (:class:`_SplitGatedFeedForward`) so that their value and gate are among them;
     where the FFN ran the CPU kernel (rows in chunks), the split one runs it too.
     """
-    from ._cpu_kernels import feed_forward_forward
-
     for layer in encoder.layers:
-        if getattr(layer.feed_forward, "gated", False):
+        if layer.feed_forward.gated:
             split = _SplitGatedFeedForward(layer.feed_forward)
-            if "forward" in vars(layer.feed_forward):  # the CPU kernel's row chunks, kept: ~15% faster in int8 too
-                split.forward = functools.partial(feed_forward_forward, split)
+            # The CPU kernel's row chunks, kept where the FFN had them: ~15% faster in int8 too.
+            set_cpu_kernels(split, cpu_kernels_enabled(layer.feed_forward))
             layer.feed_forward = split
     called: set[str] = set()
     hooks = [
@@ -282,6 +294,81 @@ def _quantize_linear_layers(encoder: nn.Module, example: dict[str, torch.Tensor]
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
         torch.ao.quantization.quantize_dynamic(encoder, spec, dtype=torch.qint8, inplace=True)
+
+
+@functools.cache
+def _window_workers(count: int) -> ThreadPoolExecutor:
+    """``count`` threads, started now, each running torch ops with one intra-op thread (one per count)."""
+    threads = torch.get_num_threads()
+    started = threading.Barrier(count)  # each start task waits for the others, so each gets its own thread
+
+    def start() -> None:
+        torch.set_num_threads(1)  # this thread's OpenMP team size
+        started.wait()
+
+    pool = ThreadPoolExecutor(count, thread_name_prefix="astroco-windows")
+    for future in [pool.submit(start) for _ in range(count)]:
+        future.result()
+    torch.set_num_threads(threads)  # set_num_threads(1) also lowered the default that new threads start with
+    return pool
+
+
+def _window_parallel(encoder: nn.Module) -> Callable[..., Any]:
+    """``encoder.forward`` with the windows of a batch split among ``torch.get_num_threads()`` threads
+    (:func:`_window_workers`), each running its share with one intra-op thread; outputs concatenated.
+
+    Windows are independent in eval mode (BatchNorm uses its running statistics), so the function is
+    the encoder's. Why: AstroCo-S on the 2-core AVX2 CPU spends most of its time in ops on small
+    tensors (int8 products, GELU, sigmoid, LayerNorm), where the two OpenMP threads of one op wait for
+    each other at every op; one team per share does not synchronise at all (measured in
+    docs/performance.md, "Inference precision on an AVX2-only CPU"). Inputs are
+    validated on the whole batch first, so an error names the row of the batch, not of a share.
+    """
+    plain = encoder.forward
+    config = encoder.config
+
+    def forward(times: torch.Tensor, magnitudes: torch.Tensor, uncertainties: torch.Tensor,
+                attention_mask: torch.Tensor | None = None, masked_positions: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                output_attentions: bool | None = None) -> Any:
+        inputs = {"times": times, "magnitudes": magnitudes, "uncertainties": uncertainties,
+                  "attention_mask": attention_mask, "masked_positions": masked_positions}
+        options = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+        _validate_inputs(config, times, magnitudes, uncertainties, attention_mask, masked_positions)
+        batch = times.shape[0]
+        workers = min(torch.get_num_threads(), batch)
+        if workers <= 1:
+            return plain(**inputs, **options, return_dict=return_dict)
+        grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()  # thread-local states
+
+        def share(rows: slice) -> AstroCoModelOutput:
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                return plain(**{name: None if value is None else value[rows] for name, value in inputs.items()},
+                             **options, return_dict=True)
+
+        edges = [batch * i // workers for i in range(workers + 1)]
+        pool = _window_workers(workers)
+        parts = [future.result() for future in
+                 [pool.submit(share, slice(start, stop)) for start, stop in zip(edges, edges[1:])]]
+        output = _concatenate_windows(parts)
+        return output if (return_dict if return_dict is not None else config.return_dict) else output.to_tuple()
+
+    return forward
+
+
+def _concatenate_windows(parts: list[AstroCoModelOutput]) -> AstroCoModelOutput:
+    """Outputs of consecutive shares of a batch as one output: every per-window field concatenated
+    along the batch (tuples field by field); ``layer_weights``, the same in every share, taken once."""
+    merged: dict[str, Any] = {}
+    for field in dataclasses.fields(parts[0]):
+        values = [getattr(part, field.name) for part in parts]
+        if values[0] is None or field.name == "layer_weights":
+            merged[field.name] = values[0]
+        elif isinstance(values[0], tuple):
+            merged[field.name] = tuple(torch.cat(layer) for layer in zip(*values, strict=True))
+        else:
+            merged[field.name] = torch.cat(values)
+    return type(parts[0])(**merged)
 
 
 def _onnx_encoder(encoder: nn.Module, int8: bool, example: dict[str, torch.Tensor]) -> nn.Module:

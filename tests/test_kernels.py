@@ -17,6 +17,8 @@ from astroco_hf._cpu_kernels import (
     KERNELS,
     _DepthwiseConv1dFunction,
     depthwise_conv1d,
+    feed_forward_forward,
+    kernel_of,
     set_cpu_kernels,
 )
 from astroco_hf.benchmark.runner import _perturb_batch_norm
@@ -130,3 +132,19 @@ def test_switch_is_runtime_state_only(tmp_path):
     clone = pickle.loads(pickle.dumps(loaded))
     assert clone.cpu_kernels_enabled
     assert torch.equal(clone(**batch).reconstruction, loaded(**batch).reconstruction)
+
+
+def test_a_subclass_of_a_sublayer_is_switched_with_it():
+    """A sublayer re-implemented by subclassing (the int8 copy's split FFN) gets its base class's kernel."""
+
+    class SplitFeedForward(modeling.AstroCoFeedForward):
+        pass
+
+    config = AstroCoConfig.from_preset("astroco-tiny")
+    model = AstroCoModel(config)
+    model.layers[0].feed_forward = SplitFeedForward(config)
+    assert kernel_of(model.layers[0].feed_forward) is feed_forward_forward and kernel_of(torch.nn.Linear(2, 2)) is None
+    model.disable_cpu_kernels()
+    assert "forward" not in vars(model.layers[0].feed_forward) and not model.cpu_kernels_enabled
+    model.enable_cpu_kernels()
+    assert "forward" in vars(model.layers[0].feed_forward) and model.cpu_kernels_enabled

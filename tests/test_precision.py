@@ -10,8 +10,10 @@ import torch.nn.functional as F
 
 from astroco_hf import AstroCoConfig, AstroCoModel
 from astroco_hf.benchmark.runner import realistic_batch
+from astroco_hf.errors import PrecisionWarning
 from astroco_hf.precision import (
     InferencePath,
+    _window_parallel,
     bf16_problem,
     candidate_paths,
     check_precision,
@@ -101,6 +103,10 @@ def test_paths_keep_the_embeddings_and_leave_the_model_alone(encoder, windows, n
                        for n, m in prepared.layers.named_modules())
         assert type(encoder.layers[0].feed_forward).__name__ == "AstroCoFeedForward"  # the user's model keeps its FFN
         assert "forward" in vars(prepared.layers[0].feed_forward)  # the CPU kernel's row chunks carried over
+        # ... and switched with the other kernels of the copy (the split FFN is an AstroCoFeedForward).
+        assert not prepared.disable_cpu_kernels().cpu_kernels_enabled
+        assert "forward" not in vars(prepared.layers[0].feed_forward)
+        assert "forward" in vars(prepared.enable_cpu_kernels().layers[0].feed_forward)
     else:
         with pytest.raises(ValueError, match="pooled embeddings only"):
             prepared(**windows, output_hidden_states=True)
@@ -122,3 +128,39 @@ def test_auto_picks_the_fastest_path_within_the_cosine_bound_and_caches(encoder,
     strict = choose_inference_path(encoder, windows, candidates=candidates, repeats=1, min_cosine=1 - 1e-7, cache=False)
     assert strict.chosen == "fp32" or strict.results[strict.chosen]["cosine_min"] >= 1 - 1e-7
     assert "precision auto -> " in strict.to_text()
+
+
+def test_window_parallel_forward_is_the_encoder_forward(encoder, windows):
+    """Shares of the windows run in worker threads; outputs, options, grad modes and errors as the encoder's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        forward = _window_parallel(encoder)
+        options = {"output_hidden_states": True, "output_attentions": True}
+        with torch.inference_mode():
+            expected, got = encoder(**windows, **options), forward(**windows, **options)
+            assert got.pooler_output.is_inference()
+            as_tuple = forward(**windows, return_dict=False)
+        for name in ("last_hidden_state", "pooler_output", "layer_weights"):
+            torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=1e-5, atol=1e-5)
+        for field in ("hidden_states", "attentions"):
+            assert len(getattr(got, field)) == len(getattr(expected, field))
+            for a, b in zip(getattr(got, field), getattr(expected, field), strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(as_tuple[1], expected.pooler_output, rtol=1e-5, atol=1e-5)
+        with torch.no_grad():
+            assert not forward(**windows).pooler_output.requires_grad
+        bad = {k: v.clone() for k, v in windows.items()}
+        bad["magnitudes"][4, 7] = float("nan")  # in the second share: the error names the batch's row
+        with pytest.raises(ValueError, match=r"\(row 4, position 7\)"):
+            forward(**bad)
+        assert torch.get_num_threads() == 2  # the workers' one-thread setting stays in the workers
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_bf16_where_emulated_warns_with_its_category(encoder, windows):
+    if native_bf16("cpu"):
+        pytest.skip("this CPU multiplies bf16 natively")
+    with pytest.warns(PrecisionWarning, match="bf16 is emulated"):
+        prepare_for_inference(encoder, "bf16", windows)
