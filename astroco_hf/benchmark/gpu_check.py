@@ -272,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="what to measure, in this order of priority (default: all): training throughput, the "
                              "short real pretraining run, inference throughput, the ratios against the reference")
     parser.add_argument("--no-compile", action="store_true", help="eager cases only (no torch.compile)")
+    parser.add_argument("--no-eager", action="store_true", help="compiled cases only (the pretraining run keeps its own)")
+    parser.add_argument("--train-batch", type=int, default=None, help="training windows per step (default 256, the paper's)")
+    parser.add_argument("--infer-batch", type=int, default=None, help="inference windows per call (default 1024)")
     args = parser.parse_args(argv)
 
     out = Path(args.out) if args.out else Path(os.environ.get("OUT", ".")) / "gpu_report.json"
@@ -306,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     check.save()
 
     presets = ["tiny"] if smoke else ["s", "l"]
-    train_batch = 8 if smoke else 256  # the paper's batch size
-    infer_batch = 8 if smoke else 1024
+    train_batch = args.train_batch or (8 if smoke else 256)  # the paper's batch size
+    infer_batch = args.infer_batch or (8 if smoke else 1024)
     steps = 2 if smoke else 20
     items = set(args.items)
 
@@ -316,12 +319,16 @@ def main(argv: list[str] | None = None) -> int:
         if compiled and compile_reason:
             check.skip(name, compile_reason)
             return
+        if not compiled and args.no_eager:
+            return
         check.run(name, 15 if smoke else 60, lambda: training_throughput(preset, train_batch, steps, compiled, device, bf16=bf16))
 
     def infer(preset: str, compiled: bool) -> None:
         name = f"inference {preset} {'bf16-autocast' if bf16 else 'fp32'} {'compiled' if compiled else 'eager'}"
         if compiled and compile_reason:
             check.skip(name, compile_reason)
+            return
+        if not compiled and args.no_eager:
             return
         check.run(name, 15 if smoke else 45,
                   lambda: inference_throughput(preset, infer_batch, steps, compiled, precision, device))

@@ -1,5 +1,5 @@
 """One device run that measures, pretrains, scores and releases AstroCo-S and AstroCo-L, with its CPU-side
-preparation and unpacking. Three subcommands of ``python -m astroco_hf.release.gpu_release``:
+preparation and unpacking. Subcommands of ``python -m astroco_hf.release.gpu_release``:
 
 ``prepare`` (here, on the CPU)
     Copy every light curve of ``../shared/data/lightcurves`` into ``carry/lightcurves`` (zstd parquet,
@@ -13,6 +13,8 @@ preparation and unpacking. Three subcommands of ``python -m astroco_hf.release.g
     ogle-cepheids with each frozen encoder, ``astroco release --dry-run`` of both. S's few-shot and release
     run while L trains. ``$OUT/gpu_report.json`` is rewritten after every phase, so a timeout still
     returns what finished; ``$OUT`` ends with at most 8 files of at most 16 MiB (:data:`RETURNED`).
+``collect`` (on the device, only in a follow-up call on the still-warm machine)
+    Pack what a run that was cut off left in ``runs/gpu_release`` into ``$OUT``.
 ``unpack`` (here)
     From the returned files: the run folders under ``runs/gpu_release``, ``releases/astroco-s`` (complete,
     fp32 weights in 15 MB shards, loadable with ``AutoModel.from_pretrained``) and ``releases/astroco-l``
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 import signal
@@ -59,8 +62,11 @@ RETURNED = (REPORT, ARCHIVE, "model.safetensors.index.json", "model-*-of-*.safet
 # Columns the readers use; orig_label, period, split and n_obs are not read by pretraining or few-shot.
 DATA_COLUMNS = ("object_id", "survey", "band", "label", "source", "time", "mag", "mag_err")
 FLOAT_COLUMNS = ("time.list.element", "mag.list.element", "mag_err.list.element")
+# Dictionary encoding takes precedence over byte-stream-split: only the repetitive strings get it there.
+DICTIONARY_COLUMNS = ("survey", "band", "label", "source")
 # Not in the device image (docs/gpu-release.md): carried at the versions installed here.
 DEVICE_PACKAGES = ("datasets", "dill", "multiprocess", "evaluate", "light-curve")
+DEVICE_PYTHON = "3.12"  # the device image's python3 (.library/device/KINDS.md)
 BENCHMARKS = ("crts", "eros1", "ogle-cepheids")
 MODELS = ("astroco-s", "astroco-l")
 
@@ -88,7 +94,9 @@ def compact_parquet(source: Path, target: Path, objects_per_label: int | None = 
                 keep.append(row)
         table = table.take(keep)
     candidates = []
-    for name, extra in (("plain", {}), ("byte_stream_split", {"use_byte_stream_split": list(FLOAT_COLUMNS)})):
+    split = {"use_byte_stream_split": list(FLOAT_COLUMNS),
+             "use_dictionary": [c for c in DICTIONARY_COLUMNS if c in table.column_names]}
+    for name, extra in (("plain", {}), ("byte_stream_split", split)):
         path = target.with_suffix(f".{name}.tmp")
         pq.write_table(table, path, compression="zstd", compression_level=19, **extra)
         candidates.append((path.stat().st_size, name, path))
@@ -110,9 +118,10 @@ def pack_site(target: Path, packages: Sequence[str] = DEVICE_PACKAGES) -> dict[s
         platform = ["--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
                     "--platform", "manylinux_2_28_x86_64"]
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "--python-version", "3.12", "--implementation", "cp", *platform, "-d", str(wheels), *pins],
+                        "--python-version", DEVICE_PYTHON, "--implementation", "cp", *platform, "-d", str(wheels), *pins],
                        check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-compile",
+                        "--only-binary=:all:", "--python-version", DEVICE_PYTHON, "--implementation", "cp", *platform,
                         "--target", str(site), *map(str, sorted(wheels.glob("*.whl")))], check=True)
         env = {**os.environ, "XZ_OPT": "-9 -T0"}
         subprocess.run(["tar", "-C", str(site), "-cJf", str(target), "."], check=True, env=env)
@@ -176,17 +185,19 @@ class RunPlan:
     pretrain_args: tuple[str, ...]
     fewshot_args: tuple[str, ...]
     fewshot_s: float  # time box of one few-shot command
+    device_batch_size: int = 1024  # global batch on the --device-data path (learning rate by sqrt(B / 256))
 
     @classmethod
     def gpu(cls, deadline_s: float = 500.0) -> RunPlan:
         # The CPU recipe's split (configs/pretrain/cpu-public-data.yaml: 85/5/10 by object, seed 42), so
-        # the held-out objects are those astroco-tiny was scored on; the paper's batch 256 and learning rates.
+        # the held-out objects are those astroco-tiny was scored on. Batch and learning rate: the recipe's
+        # (paper: 256) on the DataLoader path, device_batch_size and sqrt-scaled rates on --device-data.
         common = ("--validation-fraction", "0.05", "--test-fraction", "0.1", "--seed", "42", "--epochs", "1000",
                   "--lr-scheduler-type", "constant_with_warmup", "--warmup-steps", "100", "--eval-strategy", "steps",
                   "--eval-steps", "400", "--patience", "10", "--logging-steps", "100", "--eval-batch-size", "1024",
                   "--precision", "auto", "--save-total-limit", "1")
         fewshot = ("--shots", "20", "100", "--folds", "2", "--seeds", "1")
-        return cls(False, deadline_s, MODELS, 70.0, 2.0, 4.0, 100.0, 50.0, common, fewshot, 150.0)
+        return cls(False, deadline_s, MODELS, 80.0, 1.75, 4.0, 100.0, 50.0, common, fewshot, 150.0)
 
     @classmethod
     def cpu_smoke(cls, deadline_s: float = 900.0) -> RunPlan:
@@ -285,8 +296,12 @@ def _cli(*args: str) -> list[str]:
 def _throughput(runner: Runner) -> None:
     plan = runner.plan
     path = runner.work / "throughput.json"
+    # Compiled cases at batches that fill the chip (the pretraining phases measure the real training path);
+    # the smoke run keeps gpu_check's tiny sizes.
+    sizes = ["--cpu-smoke"] if plan.smoke else ["--no-eager", "--train-batch", str(plan.device_batch_size),
+                                                 "--infer-batch", "4096"]
     command = [sys.executable, "-m", "astroco_hf.benchmark.gpu_check", "--items", "train", "inference",
-               "--budget-s", str(plan.throughput_s), "--out", str(path), *(["--cpu-smoke"] if plan.smoke else [])]
+               "--budget-s", str(plan.throughput_s), "--out", str(path), *sizes]
     runner.phase("throughput", command, plan.throughput_s + 75)
     if path.is_file():
         measured = json.loads(path.read_text())
@@ -304,12 +319,21 @@ def _pretrain(runner: Runner, model: str, preset: str, data: Path, minutes: floa
     extra = []
     if flags["device_data"]:
         extra.append("--device-data")
-    if flags["torch_compile"] and flags["device_data"] and not plan.smoke:
-        extra.append("--torch-compile")  # static shapes on the device path: one compile
+        if not plan.smoke:  # static shapes on the device path: one compile; a batch that fills the chip
+            extra += ["--torch-compile", "--batch-size", str(plan.device_batch_size),
+                      "--learning-rate", f"{_scaled_learning_rate(preset, plan.device_batch_size):.4g}"]
     command = _cli("pretrain", "--preset", preset, "--data", str(data), "--output-dir", str(folder), "--overwrite",
                    "--max-time-minutes", f"{minutes:.2f}", *plan.pretrain_args, *extra)
     runner.phase(f"pretrain-{model}", command, minutes * 60 + plan.pretrain_overhead_s + 60)
     runner.record("pretraining", model, summarize_pretraining(folder, minutes, extra))
+
+
+def _scaled_learning_rate(preset: str, batch_size: int) -> float:
+    """The recipe's learning rate scaled by sqrt(batch / recipe batch) (``astroco pretrain --help``'s GPU example)."""
+    from ..training.recipes import RECIPES
+
+    recipe = RECIPES[preset]
+    return recipe["learning_rate"] * math.sqrt(batch_size / recipe["batch_size"])
 
 
 def summarize_pretraining(folder: Path, minutes: float, flags: Sequence[str]) -> dict[str, Any]:
@@ -399,16 +423,17 @@ def export_weights(model_dir: Path, out: Path, max_shard_size: str = SHARD_SIZE)
     return names
 
 
-def pack(work: Path, out: Path) -> int:
+def pack(work: Path, out: Path, skip: Sequence[str] = ()) -> int:
     """Every small file of the run (records, cards, plots, logs; no weights, no checkpoints) into
-    ``out/gpu_results.tar.gz``, paths relative to the current folder (unpack restores them there)."""
+    ``out/gpu_results.tar.gz``, paths relative to the current folder (unpack restores them there).
+    ``skip``: top-level folders of ``work`` left out (a run still writing them)."""
     archive = out / ARCHIVE
     partial = archive.with_suffix(".partial")
     with tarfile.open(partial, "w:gz") as tar:
         for path in sorted(work.rglob("*")):
             parts = path.relative_to(work).parts
-            if (not path.is_file() or path.suffix == ".safetensors" or any(p.startswith("checkpoint-") for p in parts)
-                    or any(p.startswith(".") for p in parts)):
+            if (not path.is_file() or path.suffix == ".safetensors" or parts[0] in skip
+                    or any(p.startswith(("checkpoint-", ".")) for p in parts)):
                 continue
             tar.add(path, arcname=str(path))
     os.replace(partial, archive)
@@ -462,7 +487,7 @@ def _after_s(runner: Runner, data: Path, out: Path, repo_id: str) -> None:
         folder = runner.work / MODELS[0]
         if (folder / "eval_results.json").is_file():
             runner.record("release", "astroco-s-weights", export_weights(folder, out))
-        pack(runner.work, out)
+        pack(runner.work, out, skip=[MODELS[1]])  # L is still training
     except Exception as error:  # noqa: BLE001 - recorded; the L phases go on
         runner.record("phases", "after-astroco-s", {"status": "failed", "error": f"{type(error).__name__}: {error}"})
 
@@ -544,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--deadline-s", type=float, default=None, help="start no phase that cannot end before this")
     r.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU, every phase")
     r.add_argument("--repo-org", default="astroco-hf", help="Hub organisation of the release folders")
+    r.add_argument("--throughput-s", type=float, default=None, help="budget of the throughput phase")
+    r.add_argument("--s-minutes", type=float, default=None, help="S's training budget (L gets what is left)")
     c = commands.add_parser("collect", help="on the device: pack what an interrupted run left in --work into $OUT")
     c.add_argument("--work", default="runs/gpu_release")
     c.add_argument("--out", default=os.environ.get("OUT", "gpu_release_out"))
@@ -562,8 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.step == "run":
         plan = RunPlan.cpu_smoke() if args.cpu_smoke else RunPlan.gpu()
-        if args.deadline_s is not None:
-            plan = dataclasses.replace(plan, deadline_s=args.deadline_s)
+        changes = {"deadline_s": args.deadline_s, "throughput_s": args.throughput_s, "s_minutes": args.s_minutes}
+        plan = dataclasses.replace(plan, **{k: v for k, v in changes.items() if v is not None})
         report = run(Path(args.data), Path(args.out), Path(args.work), plan, args.repo_org)
         failed = [name for name, phase in report["phases"].items() if phase.get("status") != "ok"]
         print("phases not ok: " + (", ".join(failed) if failed else "none"))
