@@ -24,8 +24,12 @@ from astroco_hf.release.gpu_release import (
     MAX_FILES,
     REPORT,
     RunPlan,
+    collect,
     compact_parquet,
+    fewshot_command,
     prepare,
+    pretrain_command,
+    throughput_command,
     unpack,
 )
 
@@ -67,6 +71,49 @@ def test_gpu_plan_fits_the_device_command() -> None:
     assert 40 + plan.deadline_s + 20 <= 600
 
 
+@pytest.mark.parametrize("device_data", [True, False])
+def test_gpu_plan_commands_parse_as_intended(device_data: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device run gets one try: its pretraining and few-shot command lines are checked here, through
+    the CLI's own parsers, up to the point where work would start."""
+    import astroco_hf.evaluation
+    import astroco_hf.training.pretrain
+    from astroco_hf.cli import main as cli_main
+
+    plan = RunPlan.gpu()
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(astroco_hf.training.pretrain, "pretrain", lambda args, **_: seen.setdefault("args", args))
+    flags = {"device_data": device_data, "torch_compile": True}
+    command, extra = pretrain_command(plan, "astroco-s", Path("carry/lightcurves"), tmp_path / "s", 1.75, flags)
+    assert command[1:3] == ["-m", "astroco_hf.cli"] and cli_main(command[3:]) == 0
+    args = seen["args"]
+    assert (args.preset, args.output_dir, args.max_time_minutes) == ("astroco-s", str(tmp_path / "s"), 1.75)
+    assert (args.validation_fraction, args.test_fraction, args.seed) == (0.05, 0.1, 42)  # the CPU recipe's split
+    assert args.device_data is device_data and args.torch_compile is device_data
+    assert (args.batch_size, args.learning_rate) == ((1024, 1.5e-3) if device_data else (256, 7.5e-4))
+    assert extra == command[len(command) - len(extra):]
+
+    class Stop(Exception):
+        pass
+
+    def load_benchmark(name, root):
+        seen["benchmark"] = (name, root)
+        raise Stop
+
+    monkeypatch.setattr(astroco_hf.evaluation, "load_benchmark", load_benchmark)
+    command = fewshot_command(plan, tmp_path / "s", "eros1", Path("carry/lightcurves"), tmp_path / "fewshot")
+    with pytest.raises(Stop):
+        cli_main(command[3:])
+    assert seen["benchmark"] == ("eros1", "carry/lightcurves")
+
+    from astroco_hf.benchmark.gpu_check import main as check_main
+
+    command = throughput_command(plan, tmp_path / "throughput.json")
+    assert command[1:3] == ["-m", "astroco_hf.benchmark.gpu_check"]
+    if not torch.cuda.is_available():  # parsed, then refused for want of CUDA
+        assert check_main(command[3:]) == 1
+        assert "CUDA is not available" in json.loads((tmp_path / "throughput.json").read_text())["errors"][0]["error"]
+
+
 @pytest.mark.slow
 def test_gpu_check_smoke_skips_compiled_cases_where_bf16_is_emulated(tmp_path: Path) -> None:
     out = tmp_path / "check.json"
@@ -85,8 +132,9 @@ def test_gpu_check_smoke_skips_compiled_cases_where_bf16_is_emulated(tmp_path: P
 
 
 @pytest.mark.slow
-def test_cpu_smoke_run_and_unpack(shared_data: Path, tmp_path: Path) -> None:
-    """Every phase on the CPU through the shell script, then the release folders built from what came back."""
+def test_cpu_smoke_run_collect_and_unpack(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every phase on the CPU through the shell script, `collect` of what it left (the follow-up call of a
+    cut run), then the release folders built from what came back."""
     prepare(shared_data / "lightcurves", tmp_path / "carry", site=False, objects_per_label=12)
     out, work = tmp_path / "out", Path("runs") / f"test-gpu-release-{os.getpid()}"
     try:
@@ -96,6 +144,10 @@ def test_cpu_smoke_run_and_unpack(shared_data: Path, tmp_path: Path) -> None:
         report = json.loads((out / REPORT).read_text())
         failed = {name: phase.get("tail") for name, phase in report["phases"].items() if phase["status"] != "ok"}
         assert done.returncode == 0 and not failed, (failed, done.stdout[-3000:])
+        with monkeypatch.context() as patch:
+            patch.chdir(REPO_ROOT)
+            collected = collect(work, tmp_path / "collected")
+        assert collected == sorted(p.name for p in out.iterdir() if p.is_file())
     finally:
         shutil.rmtree(REPO_ROOT / work, ignore_errors=True)
 

@@ -293,16 +293,19 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "astroco_hf.cli", *args]
 
 
+def throughput_command(plan: RunPlan, report: Path) -> list[str]:
+    """gpu_check's compiled cases at batches that fill the chip (the pretraining phases measure the real
+    training path); the smoke run keeps gpu_check's tiny sizes."""
+    sizes = ["--cpu-smoke"] if plan.smoke else ["--no-eager", "--train-batch", str(plan.device_batch_size),
+                                                 "--infer-batch", "4096"]
+    return [sys.executable, "-m", "astroco_hf.benchmark.gpu_check", "--items", "train", "inference",
+            "--budget-s", str(plan.throughput_s), "--out", str(report), *sizes]
+
+
 def _throughput(runner: Runner) -> None:
     plan = runner.plan
     path = runner.work / "throughput.json"
-    # Compiled cases at batches that fill the chip (the pretraining phases measure the real training path);
-    # the smoke run keeps gpu_check's tiny sizes.
-    sizes = ["--cpu-smoke"] if plan.smoke else ["--no-eager", "--train-batch", str(plan.device_batch_size),
-                                                 "--infer-batch", "4096"]
-    command = [sys.executable, "-m", "astroco_hf.benchmark.gpu_check", "--items", "train", "inference",
-               "--budget-s", str(plan.throughput_s), "--out", str(path), *sizes]
-    runner.phase("throughput", command, plan.throughput_s + 75)
+    runner.phase("throughput", throughput_command(plan, path), plan.throughput_s + 75)
     if path.is_file():
         measured = json.loads(path.read_text())
         with runner.lock:
@@ -313,9 +316,9 @@ def _throughput(runner: Runner) -> None:
         runner.save()
 
 
-def _pretrain(runner: Runner, model: str, preset: str, data: Path, minutes: float, flags: dict[str, Any]) -> None:
-    plan = runner.plan
-    folder = runner.work / model
+def pretrain_command(plan: RunPlan, preset: str, data: Path, folder: Path, minutes: float,
+                     flags: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The ``astroco pretrain`` command line of one model, and the input-path flags it adds."""
     extra = []
     if flags["device_data"]:
         extra.append("--device-data")
@@ -324,6 +327,18 @@ def _pretrain(runner: Runner, model: str, preset: str, data: Path, minutes: floa
                       "--learning-rate", f"{_scaled_learning_rate(preset, plan.device_batch_size):.4g}"]
     command = _cli("pretrain", "--preset", preset, "--data", str(data), "--output-dir", str(folder), "--overwrite",
                    "--max-time-minutes", f"{minutes:.2f}", *plan.pretrain_args, *extra)
+    return command, extra
+
+
+def fewshot_command(plan: RunPlan, folder: Path, benchmark: str, data: Path, out: Path) -> list[str]:
+    return _cli("fewshot", "--model", str(folder), "--benchmark", benchmark, "--data-root", str(data), "--out", str(out),
+                "--overwrite", "--no-progress", *plan.fewshot_args)
+
+
+def _pretrain(runner: Runner, model: str, preset: str, data: Path, minutes: float, flags: dict[str, Any]) -> None:
+    plan = runner.plan
+    folder = runner.work / model
+    command, extra = pretrain_command(plan, preset, data, folder, minutes, flags)
     runner.phase(f"pretrain-{model}", command, minutes * 60 + plan.pretrain_overhead_s + 60)
     runner.record("pretraining", model, summarize_pretraining(folder, minutes, extra))
 
@@ -374,9 +389,7 @@ def _fewshot_and_release(runner: Runner, model: str, data: Path, repo_id: str) -
 
     def fewshot(benchmark: str) -> Path:
         out = runner.work / "fewshot" / f"{model}-{benchmark}"
-        runner.phase(f"fewshot-{model}-{benchmark}",
-                     _cli("fewshot", "--model", str(folder), "--benchmark", benchmark, "--data-root", str(data),
-                          "--out", str(out), "--overwrite", "--no-progress", *plan.fewshot_args), plan.fewshot_s)
+        runner.phase(f"fewshot-{model}-{benchmark}", fewshot_command(plan, folder, benchmark, data, out), plan.fewshot_s)
         return out / "fewshot_results.json"
 
     with ThreadPoolExecutor(len(BENCHMARKS)) as pool:
