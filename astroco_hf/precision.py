@@ -9,7 +9,7 @@ Vocabulary (``astroco embed``, ``fewshot``, ``pretrain``, ``benchmark``):
 - ``bf16``: bf16 autocast (fp32 weights). Where bf16 is emulated it is refused for training and
   warned about for inference (:func:`bf16_problem`).
 - ``int8``: inference only: dynamic int8 quantization of the linear layers (weights int8, activations
-  quantized per batch), the rest in fp32.
+  quantized per call), the rest in fp32; on several threads the windows of a batch are split among them.
 
 How the model is run (eager PyTorch, ``torch.compile``, ONNX Runtime) is a separate choice, the
 inference *backend* (:data:`BACKENDS`); ``auto`` picks both.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import os
 import threading
 import warnings
 from collections.abc import Callable
@@ -297,8 +298,9 @@ def _quantize_linear_layers(encoder: nn.Module, example: dict[str, torch.Tensor]
 
 
 @functools.cache
-def _window_workers(count: int) -> ThreadPoolExecutor:
-    """``count`` threads, started now, each running torch ops with one intra-op thread (one per count)."""
+def _window_workers(count: int, process: int) -> ThreadPoolExecutor:
+    """``count`` threads, started now, each running torch ops with one intra-op thread; one pool per
+    ``count`` and ``process`` id (a forked child has none of its parent's threads)."""
     threads = torch.get_num_threads()
     started = threading.Barrier(count)  # each start task waits for the others, so each gets its own thread
 
@@ -347,7 +349,7 @@ def _window_parallel(encoder: nn.Module) -> Callable[..., Any]:
                              **options, return_dict=True)
 
         edges = [batch * i // workers for i in range(workers + 1)]
-        pool = _window_workers(workers)
+        pool = _window_workers(workers, os.getpid())
         parts = [future.result() for future in
                  [pool.submit(share, slice(start, stop)) for start, stop in zip(edges, edges[1:])]]
         output = _concatenate_windows(parts)
@@ -465,8 +467,6 @@ def _fingerprint(encoder: nn.Module, example: dict[str, torch.Tensor], candidate
 
 
 def _cache_file() -> Path:
-    import os
-
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return root / "astroco" / "inference_paths.json"
 
