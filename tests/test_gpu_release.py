@@ -75,13 +75,17 @@ def test_gpu_plan_fits_the_device_command() -> None:
 def test_gpu_plan_commands_parse_as_intended(device_data: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The device run gets one try: its pretraining and few-shot command lines are checked here, through
     the CLI's own parsers, up to the point where work would start."""
+    import importlib
+
     import astroco_hf.evaluation
-    import astroco_hf.training.pretrain
     from astroco_hf.cli import main as cli_main
+
+    # The module from importlib: the package attribute `pretrain` is the function once it is imported.
+    pretrain_module = importlib.import_module("astroco_hf.training.pretrain")
 
     plan = RunPlan.gpu()
     seen: dict[str, object] = {}
-    monkeypatch.setattr(astroco_hf.training.pretrain, "pretrain", lambda args, **_: seen.setdefault("args", args))
+    monkeypatch.setattr(pretrain_module, "pretrain", lambda args, **_: seen.setdefault("args", args))
     flags = {"device_data": device_data, "torch_compile": True}
     command, extra = pretrain_command(plan, "astroco-s", Path("carry/lightcurves"), tmp_path / "s", 1.75, flags)
     assert command[1:3] == ["-m", "astroco_hf.cli"] and cli_main(command[3:]) == 0
@@ -160,6 +164,8 @@ def test_cpu_smoke_run_collect_and_unpack(shared_data: Path, tmp_path: Path, mon
         assert numbers["finished"] and numbers["test"]["rmse_hidden"] > 0 and numbers["per_survey"]
         assert set(report["fewshot"][model]) == {"crts", "eros1", "ogle-cepheids"}
         assert report["release"][model]["preset"] == "astroco-tiny"
+    assert "model.safetensors.index.json" in report["weights"]["astroco-s"]
+    assert report["pretraining"]["astroco-l"]["concurrent_with"] == "astroco-s few-shot and release"
     assert report["throughput"]["summary"]["errors"] == 0
     assert report["training_input"]["path"] in ("device-data", "cpu-collator")
 

@@ -4,7 +4,9 @@ Run by `scripts/gpu_check.sh` on one H100 / H200 in under 10 minutes (`--budget-
 whatever does not fit is reported as skipped). Every measurement is wrapped so that one failure is
 recorded in the report and the rest still runs; the JSON report is rewritten after each measurement,
 so a timeout still leaves the finished part. `--cpu-smoke` runs the same code paths with tiny sizes
-on the CPU, to check the script where there is no GPU.
+on the CPU, to check the script where there is no GPU; where bf16 is emulated there (AVX2-only CPUs)
+the cases run in fp32 and the compiled ones are skipped, the report saying why. `--items` picks the
+measurements (scripts/gpu_release.sh takes the throughput ones).
 
     python -m astroco_hf.benchmark.gpu_check --out gpu_report.json
     python -m astroco_hf.benchmark.gpu_check --cpu-smoke --out /tmp/smoke.json

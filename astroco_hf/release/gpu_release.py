@@ -230,7 +230,7 @@ class Runner:
         self.report: dict[str, Any] = {
             "kind": "cpu-smoke" if plan.smoke else "gpu", "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "plan": dataclasses.asdict(plan), "work": str(work), "phases": {}, "pretraining": {}, "fewshot": {}, "release": {},
-            "returned": [],
+            "weights": {}, "returned": [],
         }
         (work / "logs").mkdir(parents=True, exist_ok=True)
         self.save()
@@ -479,6 +479,8 @@ def run(data: Path, out: Path, work: Path, plan: RunPlan, repo_org: str = "astro
         s_done = background.submit(_after_s, runner, data, out, f"{repo_org}/{s_model}")
         l_minutes = min(plan.l_max_minutes, max(0.25, (runner.left() - plan.after_l_s - plan.pretrain_overhead_s) / 60))
         _pretrain(runner, l_model, plan.presets[1], data, l_minutes, flags)
+        # Its Trainer windows/s shared the chip and the CPUs; the throughput phase has L alone.
+        runner.report["pretraining"][l_model]["concurrent_with"] = f"{s_model} few-shot and release"
         _fewshot_and_release(runner, l_model, data, f"{repo_org}/{l_model}")
         s_done.result()
     size = pack(work, out)
@@ -499,7 +501,7 @@ def _after_s(runner: Runner, data: Path, out: Path, repo_id: str) -> None:
         _fewshot_and_release(runner, MODELS[0], data, repo_id)
         folder = runner.work / MODELS[0]
         if (folder / "eval_results.json").is_file():
-            runner.record("release", "astroco-s-weights", export_weights(folder, out))
+            runner.record("weights", MODELS[0], export_weights(folder, out))
         pack(runner.work, out, skip=[MODELS[1]])  # L is still training
     except Exception as error:  # noqa: BLE001 - recorded; the L phases go on
         runner.record("phases", "after-astroco-s", {"status": "failed", "error": f"{type(error).__name__}: {error}"})
