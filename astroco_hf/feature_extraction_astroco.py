@@ -211,9 +211,9 @@ class AstroCoFeatureExtractor(FeatureExtractionMixin):
         curves, ids = self._as_curves(data)
         names = _curve_names(len(curves), ids, first_index)
         arrays: list[list[np.ndarray]] = [[], [], []]
-        for curve, name in zip(curves, names):
+        for curve, name in zip(curves, names, strict=True):
             length = None
-            for field, values, dtype, out in zip(self._fields(), curve, (np.float64, np.float32, np.float32), arrays):
+            for field, values, dtype, out in zip(self._fields(), curve, (np.float64, np.float32, np.float32), arrays, strict=True):
                 if values is None:
                     raise ValueError(f"light curve {name}: field {field!r} is missing (AstroCo needs times, "
                                      "magnitudes and 1-sigma uncertainties; impute missing ones with "
@@ -229,7 +229,7 @@ class AstroCoFeatureExtractor(FeatureExtractionMixin):
                 out.append(values)
         lengths = np.array([len(t) for t in arrays[0]], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        concat = [np.concatenate(a) if a else np.zeros(0, d) for a, d in zip(arrays, (np.float64, np.float32, np.float32))]
+        concat = [np.concatenate(a) if a else np.zeros(0, d) for a, d in zip(arrays, (np.float64, np.float32, np.float32), strict=True)]
         return FlatLightCurves(*concat, offsets, names)
 
     def validate(self, curves: FlatLightCurves) -> None:
@@ -253,7 +253,7 @@ class AstroCoFeatureExtractor(FeatureExtractionMixin):
             raise ValueError(f"light curve {curves.names[curve]}: field {field!r} {problem} at point "
                              f"{point - curves.offsets[curve]}{hint}")
 
-        for field, values in zip(self._fields(), (curves.time, curves.mag, curves.mag_err)):
+        for field, values in zip(self._fields(), (curves.time, curves.mag, curves.mag_err), strict=True):
             bad = ~np.isfinite(values)
             if bad.any():
                 fail(bad, "has a non-finite value", field)

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ModelOutput
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface, PreTrainedModel
 from transformers.utils import logging
 
 from ._cpu_kernels import cpu_kernels_enabled, set_cpu_kernels
@@ -204,6 +205,31 @@ def eager_attention_forward(
         scores = scores + attention_mask
     weights = F.dropout(scores.softmax(dim=-1), p=dropout, training=module.training)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+def sdpa_padded_head_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """sdpa with the head dimension zero-padded to a multiple of 8 (AstroCo-S: 69 -> 72), for GPU kernels that
+    want aligned heads. The same function: zero columns add nothing to q.k, the scale stays 1/sqrt(hd) of
+    the real head, and the padded output columns (weights times zero values) are dropped.
+    q, k, v: (B, H, T, hd); additive mask (B, 1, 1, T) -> (B, T, H, hd)."""
+    head_dim = query.shape[-1]
+    pad = -head_dim % 8
+    if pad:
+        query, key, value = (F.pad(tensor, (0, pad)) for tensor in (query, key, value))
+    output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    return output[..., :head_dim], weights
+
+
+# `config._attn_implementation = "sdpa_padded_head"` (or `model.set_attn_implementation(...)`) selects it.
+AttentionInterface.register("sdpa_padded_head", sdpa_padded_head_attention_forward)
 
 
 class AstroCoSelfAttention(nn.Module):

@@ -351,7 +351,7 @@ def _window_parallel(encoder: nn.Module) -> Callable[..., Any]:
         edges = [batch * i // workers for i in range(workers + 1)]
         pool = _window_workers(workers, os.getpid())
         parts = [future.result() for future in
-                 [pool.submit(share, slice(start, stop)) for start, stop in zip(edges, edges[1:])]]
+                 [pool.submit(share, slice(start, stop)) for start, stop in zip(edges, edges[1:], strict=False)]]
         output = _concatenate_windows(parts)
         return output if (return_dict if return_dict is not None else config.return_dict) else output.to_tuple()
 

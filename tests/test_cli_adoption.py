@@ -4,7 +4,6 @@ vocabulary in fewshot, refused and atomic outputs, one-line user errors (exit 2)
 from __future__ import annotations
 
 import importlib
-
 import json
 import os
 import subprocess

@@ -14,7 +14,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from astroco_hf.loading import load_pretrained
 from astroco_hf.outputs import LOCK_NAME, atomic_output, lock_output_dir, read_lock
 from astroco_hf.precision import native_bf16
 from astroco_hf.training import resolve_arguments
-
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str]:

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import astroco_cli
 from astroco_cli import COMMANDS
 from astroco_hf import AstroCoConfig, AstroCoModel, precision
 from astroco_hf.cli import build_parser, main

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd

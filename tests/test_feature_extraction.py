@@ -27,14 +27,14 @@ def real_curves(raw: pa.Table) -> tuple[list[Curve], list[str]]:
     curves laid end to end in time."""
     table, _ = clean_inputs(raw)
     rows = [(np.asarray(t), np.asarray(m, np.float64) + 20.0, np.asarray(e, np.float64))
-            for t, m, e in zip(*(table[name].to_pylist() for name in ("time", "mag", "mag_err")))]
+            for t, m, e in zip(*(table[name].to_pylist() for name in ("time", "mag", "mag_err")), strict=True)]
     by_length = {len(r[0]): r for r in rows}
     long = by_length[1251]
     pieces, end = [], 0.0
     for t, m, e in rows[1:6]:
         pieces.append((t - t[0] + end, m, e))
         end = pieces[-1][0][-1] + 10.0
-    joined = tuple(np.concatenate(p)[:5000] for p in zip(*pieces))
+    joined = tuple(np.concatenate(p)[:5000] for p in zip(*pieces, strict=True))
     curves = [tuple(a[:1] for a in by_length[45]), by_length[45], tuple(a[:200] for a in long),
               tuple(a[:201] for a in long), long, joined]
     return curves, ["one", "n45", "n200", "n201", "n1251", "n5000"]

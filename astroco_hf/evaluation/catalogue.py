@@ -53,9 +53,9 @@ import pyarrow.parquet as pq
 import torch
 
 from ..data import CleaningConfig, CleaningReport, ColumnMap, clean_lightcurves
+from ..data.cleaning import SurveyCounts
 from ..errors import InputDataError, OutputError
 from ..outputs import LOCK_NAME, atomic_output, atomic_write_text
-from ..data.cleaning import SurveyCounts
 from ..windowing import normalize_segments, pad_segments, window_bounds, window_points
 from .embed import METADATA_COLUMNS, AstroCoEmbedder
 from .inputs import DEFAULT_COLUMNS, LightCurveArrays, iter_tables, to_raw_schema

@@ -175,7 +175,7 @@ def light_curve_features(
         try:
             features[rows] = feature_extractor(grid).many(batch, sorted=None, fill_value=np.nan, n_jobs=n_jobs)
         except ValueError as error:  # light_curve names no curve: find the first one it rejects
-            for i, curve in zip(rows, batch):
+            for i, curve in zip(rows, batch, strict=True):
                 try:
                     feature_extractor(grid)(*curve, sorted=None, fill_value=np.nan)
                 except ValueError as own:
@@ -258,7 +258,7 @@ def _peaks(names: list[str], batch: list[tuple[np.ndarray, np.ndarray, np.ndarra
            samples_per_peak: int) -> np.ndarray:
     """(len(batch), 2) log10 period and power of each curve; runs in a worker process."""
     out = np.empty((len(batch), 2))
-    for row, (name, (time, mag, mag_err)) in enumerate(zip(names, batch)):
+    for row, (name, (time, mag, mag_err)) in enumerate(zip(names, batch, strict=True)):
         try:
             period, power = _lomb_scargle_peak(time, mag, mag_err, max_frequency, samples_per_peak)
         except (ValueError, FloatingPointError) as error:
@@ -336,7 +336,7 @@ def handcrafted_features(
     periodogram = np.empty((len(curves), 2))
     with (ProcessPoolExecutor(workers) if workers > 1 else nullcontext()) as pool, \
             tqdm(total=len(curves), desc="Lomb-Scargle", unit="curve", disable=not progress) as bar:
-        for rows, result in zip(chunks, (pool.map if pool else map)(_peaks, *zip(*tasks))):
+        for rows, result in zip(chunks, (pool.map if pool else map)(_peaks, *zip(*tasks, strict=True)), strict=True):
             periodogram[rows] = result
             bar.update(len(rows))
     features = np.concatenate([_moments(curves), periodogram], axis=1)

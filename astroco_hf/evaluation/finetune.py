@@ -101,7 +101,7 @@ class WindowClassificationCollator:
         flat = [np.concatenate([np.asarray(example[name], dtype=np.float32) for example in features])
                 for name in ("times", "magnitudes", "uncertainties")]
         *padded, mask = pad_segments(np.concatenate([[0], np.cumsum(counts)]), *flat, length=self.length)
-        out = {name: torch.from_numpy(values) for name, values in zip(("times", "magnitudes", "uncertainties"), padded)}
+        out = {name: torch.from_numpy(values) for name, values in zip(("times", "magnitudes", "uncertainties"), padded, strict=True)}
         out["attention_mask"] = torch.from_numpy(mask)
         out["labels"] = torch.tensor([example["labels"] for example in features], dtype=torch.long)
         return out

@@ -21,9 +21,10 @@ and whose reduction averages the windows weighted by their numbers of points, as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from light_curve.embed import SingleBandModel
@@ -57,7 +58,7 @@ class AstroCoWindows(Reduction):
 
     def subsample_lc(self, *arrays: np.ndarray, seq_size: int) -> list[tuple[np.ndarray, ...]]:
         _, _, start, stop = window_bounds(np.array([arrays[0].size]), seq_size, self.min_tail)
-        return [tuple(array[a:b] for array in arrays) for a, b in zip(start, stop)]
+        return [tuple(array[a:b] for array in arrays) for a, b in zip(start, stop, strict=True)]
 
     def reduce_embeddings(self, embeddings: np.ndarray, tensors: InputTensors, *, output: str) -> np.ndarray:
         mask = tensors.bool_mask  # (n_windows, seq_size)

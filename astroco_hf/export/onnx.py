@@ -166,7 +166,7 @@ def verify_onnx(model: PreTrainedModel, path: str | Path, inputs: dict[str, np.n
         onnx_out = session.run(list(OUTPUT_NAMES), batch)
         with torch.inference_mode():
             torch_out = wrapper(**{name: torch.from_numpy(value) for name, value in batch.items()})
-        for name, ours, reference in zip(OUTPUT_NAMES, onnx_out, torch_out):
+        for name, ours, reference in zip(OUTPUT_NAMES, onnx_out, torch_out, strict=True):
             # Padded steps of `sequence` are computed from placeholders: compare valid steps only.
             if name == "sequence":
                 valid = batch["attention_mask"].astype(bool)

@@ -298,7 +298,7 @@ def throughput_command(plan: RunPlan, report: Path) -> list[str]:
     training path); the smoke run keeps gpu_check's tiny sizes."""
     sizes = ["--cpu-smoke"] if plan.smoke else ["--no-eager", "--train-batch", str(plan.device_batch_size),
                                                  "--infer-batch", "4096"]
-    return [sys.executable, "-m", "astroco_hf.benchmark.gpu_check", "--items", "train", "inference",
+    return [sys.executable, "-m", "astroco_hf.benchmark.gpu_check", "--items", "attention", "train", "inference",
             "--budget-s", str(plan.throughput_s), "--out", str(report), *sizes]
 
 
@@ -311,15 +311,16 @@ def _throughput(runner: Runner) -> None:
         with runner.lock:
             runner.report["device"] = measured.get("device")
             runner.report["environment"] = measured.get("environment")
-            runner.report["throughput"] = {k: measured.get(k) for k in ("summary", "measurements", "errors",
-                                                                          "skipped", "bf16_emulated")}
+            runner.report["throughput"] = {k: measured.get(k) for k in ("summary", "attention", "measurements",
+                                                                          "errors", "skipped", "bf16_emulated")}
         runner.save()
 
 
 def pretrain_command(plan: RunPlan, preset: str, data: Path, folder: Path, minutes: float,
-                     flags: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The ``astroco pretrain`` command line of one model, and the input-path flags it adds."""
-    extra = []
+                     flags: dict[str, Any], attention: str | None = None) -> tuple[list[str], list[str]]:
+    """The ``astroco pretrain`` command line of one model, and the input-path and kernel flags it adds
+    (``attention``: the attention kernel the throughput phase chose for this model, if any)."""
+    extra = ["--attn-implementation", attention] if attention else []
     if flags["device_data"]:
         extra.append("--device-data")
         if not plan.smoke:  # static shapes on the device path: one compile; a batch that fills the chip
@@ -338,7 +339,10 @@ def fewshot_command(plan: RunPlan, folder: Path, benchmark: str, data: Path, out
 def _pretrain(runner: Runner, model: str, preset: str, data: Path, minutes: float, flags: dict[str, Any]) -> None:
     plan = runner.plan
     folder = runner.work / model
-    command, extra = pretrain_command(plan, preset, data, folder, minutes, flags)
+    # The throughput phase measured S's head size in the attention kernel and chose sdpa or the padded head.
+    chosen = (runner.report.get("throughput") or {}).get("attention") or {}
+    attention = chosen.get("chosen") if chosen.get("preset") == "s" and preset == "astroco-s" else None
+    command, extra = pretrain_command(plan, preset, data, folder, minutes, flags, attention)
     runner.phase(f"pretrain-{model}", command, minutes * 60 + plan.pretrain_overhead_s + 60)
     runner.record("pretraining", model, summarize_pretraining(folder, minutes, extra))
 

@@ -25,8 +25,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from transformers.dynamic_module_utils import get_relative_import_files
 
-from .. import __version__
-from .. import modeling_astroco
+from .. import __version__, modeling_astroco
 from ..configuration_astroco import AstroCoConfig
 from ..feature_extraction_astroco import AstroCoFeatureExtractor
 from ..modeling_astroco import (

@@ -138,11 +138,13 @@ class PretrainingArguments:
                   "(astroco_hf.training.device_data; same distributions as the CPU collator, keyed by seed, epoch, "
                   "step and rank); for GPUs, where the CPU input path starves a small model. Evaluation is unchanged"},
     )
-    attn_implementation: Literal["sdpa", "eager"] | None = field(
+    attn_implementation: Literal["sdpa", "sdpa_padded_head", "eager"] | None = field(
         default=None,
         metadata={"help": "attention kernel for training; None = eager on the CPU, where its backward is faster "
                           "than sdpa's flash kernel at window lengths (astroco benchmark --modes train), sdpa "
-                          "elsewhere. Not saved: a trained model loads with sdpa."},
+                          "elsewhere; sdpa_padded_head = sdpa with the head dimension zero-padded to a multiple "
+                          "of 8 (AstroCo-S: 69 -> 72; the same function), for GPU kernels that need aligned heads. "
+                          "Not saved: a trained model loads with sdpa."},
     )
     seed: int = field(default=42, metadata={"help": "seed of initialisation, splits, crops, masks and dropout"})
     split_seed: int | None = field(
@@ -179,7 +181,7 @@ class PretrainingArguments:
             problems.append(f"warmup_steps must be a whole number of steps (>= 1) or a fraction in [0, 1), got "
                             f"{self.warmup_steps}")
         for name, allowed in (("eval_strategy", ("epoch", "steps")), ("precision", TRAINING_PRECISIONS),
-                              ("attn_implementation", ("sdpa", "eager", None)),
+                              ("attn_implementation", ("sdpa", "sdpa_padded_head", "eager", None)),
                               ("torch_compile_mode", (*typing.get_args(_COMPILE_MODES), None))):
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(map(str, allowed))}, got {getattr(self, name)!r}")
