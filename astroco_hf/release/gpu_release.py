@@ -197,7 +197,7 @@ class RunPlan:
                   "--eval-steps", "400", "--patience", "10", "--logging-steps", "100", "--eval-batch-size", "1024",
                   "--precision", "auto", "--save-total-limit", "1")
         fewshot = ("--shots", "20", "100", "--folds", "2", "--seeds", "1")
-        return cls(False, deadline_s, MODELS, 80.0, 1.75, 4.0, 100.0, 50.0, common, fewshot, 150.0)
+        return cls(False, deadline_s, MODELS, 95.0, 1.75, 4.0, 100.0, 50.0, common, fewshot, 150.0)
 
     @classmethod
     def cpu_smoke(cls, deadline_s: float = 900.0) -> RunPlan:
@@ -293,11 +293,16 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "astroco_hf.cli", *args]
 
 
+# The throughput phase's box beyond gpu_check's budget: start-up, CUDA initialisation and the overrun of
+# the last case started (a kill loses only that case: the report is rewritten after each).
+THROUGHPUT_SLACK_S = 60.0
+
+
 def throughput_command(plan: RunPlan, report: Path) -> list[str]:
-    """gpu_check's compiled cases at batches that fill the chip (the pretraining phases measure the real
-    training path); the smoke run keeps gpu_check's tiny sizes."""
-    sizes = ["--cpu-smoke"] if plan.smoke else ["--no-eager", "--train-batch", str(plan.device_batch_size),
-                                                 "--infer-batch", "4096"]
+    """gpu_check's attention-kernel item, then its eager and (as the budget allows) compiled cases at
+    batches that fill the chip (the pretraining phases measure the real training path); the smoke run
+    keeps gpu_check's tiny sizes."""
+    sizes = ["--cpu-smoke"] if plan.smoke else ["--train-batch", str(plan.device_batch_size), "--infer-batch", "4096"]
     return [sys.executable, "-m", "astroco_hf.benchmark.gpu_check", "--items", "attention", "train", "inference",
             "--budget-s", str(plan.throughput_s), "--out", str(report), *sizes]
 
@@ -305,7 +310,7 @@ def throughput_command(plan: RunPlan, report: Path) -> list[str]:
 def _throughput(runner: Runner) -> None:
     plan = runner.plan
     path = runner.work / "throughput.json"
-    runner.phase("throughput", throughput_command(plan, path), plan.throughput_s + 75)
+    runner.phase("throughput", throughput_command(plan, path), plan.throughput_s + THROUGHPUT_SLACK_S)
     if path.is_file():
         measured = json.loads(path.read_text())
         with runner.lock:
