@@ -13,6 +13,10 @@ file (see :func:`describe_user_error`), end the command with exit status 2 and o
 ``astroco COMMAND: error: MESSAGE``. ``--debug`` (anywhere on the command line) or ``ASTROCO_DEBUG=1``
 re-raises them with the traceback. Anything else is a bug and keeps its traceback.
 
+Signals: Ctrl-C (SIGINT) and SIGTERM unwind the command (temporary outputs are removed) and end it
+with status 130 / 143 and one line; pretraining checkpoints first (its own handler, see
+:mod:`astroco_hf.training.callbacks`).
+
 Warnings: an :class:`~astroco_hf.errors.AstroCoWarning` raised while a command runs is printed as one line,
 ``astroco COMMAND: warning: MESSAGE``, each distinct message once per run; with ``--debug`` Python shows it
 as usual (file and line). Other libraries' warnings are left as they are.
@@ -35,6 +39,7 @@ from astroco_cli import DEBUG_HELP, Command, answer_without_package, command_of
 from astroco_cli import build_parser as build_top_level_parser
 
 from .errors import AstroCoWarning, TrainingInterrupted, UserError
+from .outputs import Terminated, sigterm_unwinds
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -76,13 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     debug = debug or args.debug
     try:
-        with _one_line_warnings(command, enabled=not debug):
+        with _one_line_warnings(command, enabled=not debug), sigterm_unwinds():
             return int(args._run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         if debug:
             raise
-        print(f"astroco {command}: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
+        signum = error.signal_number if isinstance(error, Terminated) else signal.SIGINT
+        print(f"astroco {command}: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     except Exception as error:  # noqa: BLE001 - sorted into user errors and bugs right here
         message = describe_user_error(error)
         if message is None or debug:

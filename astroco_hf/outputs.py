@@ -11,12 +11,16 @@ For every command that writes results (standard library only, safe to import any
 
 - :func:`lock_output_dir` holds ``FOLDER/.astroco.lock`` (JSON: pid, host, start time, command line) for
   the ``with`` block (creating FOLDER, and removing it again if it is still empty at the end). A lock of a live process refuses; a lock left by a dead process on this host is
-  reported and taken over only with ``take_over=True`` (``--overwrite`` / ``--resume``); a lock from
+  reported and taken over only with ``take_over=True`` (``--overwrite`` / ``--resume``, as
+  ``take_over_hint`` tells the caller); a lock from
   another host is never guessed dead (the message names the file to delete).
 - :func:`atomic_output` yields a temporary sibling path (``.NAME.tmp-PID``); on success it is renamed
   onto the final path (``os.replace``: readers see the old or the new output, never a mix), on an
   exception or a signal it is deleted. An existing output is refused unless ``overwrite``.
 - :func:`atomic_write_text` is the one-call form for small text files.
+- :func:`sigterm_unwinds` makes SIGTERM (``kill``, cluster schedulers) raise :class:`Terminated`, a
+  ``KeyboardInterrupt``, so that the ``with`` blocks above clean up as on Ctrl-C instead of the process
+  dying where it stands (every ``astroco`` command runs under it).
 
 All refusals raise :class:`~astroco_hf.errors.OutputError` (a user error: the CLI prints one line).
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -35,7 +40,8 @@ from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["LOCK_NAME", "atomic_output", "atomic_write_text", "lock_output_dir", "read_lock", "refuse_existing"]
+__all__ = ["LOCK_NAME", "Terminated", "atomic_output", "atomic_write_text", "lock_output_dir", "read_lock",
+           "refuse_existing", "sigterm_unwinds"]
 
 LOCK_NAME = ".astroco.lock"
 
@@ -66,14 +72,20 @@ def _describe(record: dict) -> str:
 
 
 @contextmanager
-def lock_output_dir(folder: str | Path, *, take_over: bool = False) -> Iterator[Path]:
+def lock_output_dir(folder: str | Path, *, take_over: bool = False,
+                    take_over_hint: str = "pass --resume or --overwrite") -> Iterator[Path]:
     """Hold ``folder``'s lock for the ``with`` block (creates the folder); yields the lock file's path.
 
+    ``take_over_hint`` is what the refusal of a stale lock tells the caller to do, in the caller's terms
+    (a flag at the CLI, e.g. ``"pass overwrite=True"`` in Python).
+
     Raises:
-        OutputError: the folder is not writable, is locked by a live process (or one on another host), or
-            holds a stale lock and ``take_over`` is False.
+        OutputError: the folder is a file or not writable, is locked by a live process (or one on another
+            host), or holds a stale lock and ``take_over`` is False.
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise OutputError(f"output folder {folder} is a file; choose another output folder")
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -94,8 +106,8 @@ def lock_output_dir(folder: str | Path, *, take_over: bool = False) -> Iterator[
                 raise OutputError(f"{folder} is in use by another run: {_describe(held)}; wait for it or choose "
                                   "another output folder") from None
             if not take_over:
-                raise OutputError(f"{folder} holds a stale lock of a dead process ({_describe(held)}); pass "
-                                  "--resume or --overwrite to take it over") from None
+                raise OutputError(f"{folder} holds a stale lock of a dead process ({_describe(held)}); "
+                                  f"{take_over_hint} to take it over") from None
             print(f"Taking over the stale lock of {folder} ({_describe(held)}).", file=sys.stderr)
             lock.unlink(missing_ok=True)
             continue
@@ -156,3 +168,31 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C (see :func:`sigterm_unwinds`); ``signal_number`` gives the exit status."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(f"signal {signal_number}")
+        self.signal_number = signal_number
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` for the ``with`` block: the stack unwinds as on Ctrl-C, so
+    atomic outputs remove their temporary files. Code that stops more gently installs its own handler
+    meanwhile (pretraining saves a checkpoint first). Outside the main thread signals are left alone."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -59,20 +59,26 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..benchmark.runner import INFERENCE_ONLY, MODES, PRECISIONS, PRESET_CONFIGS, Case, format_table, run_benchmark
-    from ..errors import PrecisionWarning
+    from ..errors import ConfigError, PrecisionWarning
     from ..precision import bf16_problem
+    from ._checks import check_at_least, check_device, check_output_file
 
+    for name, values, allowed in (("presets", args.presets, PRESET_CONFIGS), ("modes", args.modes, MODES),
+                                  ("precisions", args.precisions or (), PRECISIONS), ("attn", args.attn, ("sdpa", "eager"))):
+        unknown = [v for v in values if v not in allowed]
+        if unknown:
+            raise ConfigError(f"--{name}: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(sorted(allowed))}")
+    check_at_least(1, batch_sizes=args.batch_sizes, repeats=args.repeats, threads=args.threads)
+    check_at_least(2, lengths=args.lengths)  # a window of one point has no neighbours to attend to
+    check_at_least(0, warmup=args.warmup)
+    check_device(args.device)
+    check_output_file(args.json, "--json")
     problem = bf16_problem(args.device)
     if args.precisions is None:
         args.precisions = ["fp32", "auto"] + (["bf16"] if problem is None else [])
     elif problem is not None and any(p.startswith("bf16") for p in args.precisions):
         warnings.warn(problem, PrecisionWarning, stacklevel=1)  # asked for anyway: measured, with one warning line
 
-    for name, values, allowed in (("presets", args.presets, PRESET_CONFIGS), ("modes", args.modes, MODES),
-                                  ("precisions", args.precisions, PRECISIONS), ("attn", args.attn, ("sdpa", "eager"))):
-        unknown = [v for v in values if v not in allowed]
-        if unknown:
-            raise SystemExit(f"astroco benchmark: unknown {name} {unknown}; choose from {sorted(allowed)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     cases = [
@@ -81,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
             args.presets, args.modes, args.batch_sizes, args.lengths, args.precisions, args.attn, args.compile)
         if not (precision in INFERENCE_ONLY and mode == "train") and not (precision == "auto" and compiled)
     ]
+    if not cases:
+        raise ConfigError(f"no case to run: {' and '.join(INFERENCE_ONLY)} time inference only and "
+                          "auto is not compiled; add --modes inference or another --precisions")
     report = run_benchmark(cases, repeats=args.repeats, warmup=args.warmup, device=args.device,
                            with_reference=not args.no_reference, ragged=args.ragged,
                            profile=cases[:1] if args.profile else (), json_path=args.json)

@@ -50,17 +50,19 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..data import CleaningConfig, ColumnMap
-    from ..errors import InputDataError
     from ..evaluation import AstroCoEmbedder
     from ..evaluation import catalogue as cat
     from ..outputs import lock_output_dir
     from ..precision import InferencePath, candidate_paths, choose_inference_path, prepare_for_inference
+    from ._checks import check_at_least, check_device, check_model_folder
 
     if args.bf16:
         print("astroco embed: --bf16 is deprecated; use --precision bf16", file=sys.stderr)
         args.precision = "bf16"
+    check_at_least(1, batch_size=args.batch_size, chunk_size=args.chunk_size)  # before any work or output
+    device = check_device(args.device)
+    check_model_folder(args.model)
     dist = cat.Distributed.from_environment()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None and dist.world_size > 1:
         device = torch.device("cuda", dist.local_rank)
     out = Path(args.out)
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                                            progress=not args.no_progress and dist.rank == 0)
                 summary = cat.embed_catalogue(embedder, args.data, folder, chunk_size=args.chunk_size,
                                               per_window=args.per_window, cleaning=cleaning, columns=columns, dist=dist)
-            except InputDataError:
+            except Exception:  # bad data, a model that does not load, ...: a folder without rows goes
                 if dist.rank == 0:
                     cat.abandon(folder)
                 raise

@@ -19,14 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..errors import UserError
+    from ..errors import OutputError, UserError
     from ..export.onnx import export_folder
+    from ._checks import check_model_folder
 
     out = Path(args.out)
+    if out.is_file():
+        raise OutputError(f"--out {out} is a file; export writes a folder (astroco.onnx and its files)")
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UserError(f"output folder {out} is not empty; pass --overwrite to replace its files")
     if args.opset < 17:
         raise UserError(f"--opset must be >= 17 (LayerNormalization), got {args.opset}")
+    check_model_folder(args.model)
     record = export_folder(args.model, out, opset=args.opset, atol=args.atol)
     check = record["verification"]
     print(f"wrote {out / record['file']} (opset {record['opset']}, dynamic batch, window "

@@ -50,8 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from ..evaluation import (
         BENCHMARKS,
         AstroCoEmbedder,
@@ -65,11 +63,15 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.fewshot import DEFAULT_FEATURE_CACHE, format_table, output_paths
     from ..outputs import lock_output_dir, refuse_existing
     from ..precision import candidate_paths, choose_inference_path, prepare_for_inference
+    from ._checks import check_at_least, check_device, check_model_folder
 
     if args.bf16:
         print("astroco fewshot: --bf16 is deprecated; use --precision bf16", file=sys.stderr)
         args.precision = "bf16"
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    check_at_least(1, shots=args.shots, folds=args.folds, seeds=args.seeds, n_test=args.n_test,
+                   n_validation=args.n_validation, batch_size=args.batch_size)  # before any work or output
+    device = check_device(args.device)
+    check_model_folder(args.model)
     out = Path(args.out)
     for path in output_paths(out).values():  # before any work
         refuse_existing(path, overwrite=args.overwrite)

@@ -4,6 +4,7 @@ with a dataset card; optionally publish it on the Hub."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 EPILOG = """examples:
@@ -118,10 +119,20 @@ def run(args: argparse.Namespace) -> int:
     from ..data import CleaningConfig, ColumnMap, prepare_dataset
     from ..data.cards import hub_files
     from ..data.prepare import check_output_folder
+    from ..errors import ConfigError
+    from ._checks import check_at_least
 
     if args.dry_run and not args.push_to_hub:
-        print("--dry-run needs --push-to-hub REPO_ID (the repository the folder is meant for)")
+        # Returned, not raised (run() callers test for the status): the CLI's one line on stderr.
+        print("astroco prepare: error: --dry-run needs --push-to-hub REPO_ID (the repository the folder is meant for)",
+              file=sys.stderr)
         return 2
+    check_at_least(2, window=args.window)  # as `astroco pretrain --window`
+    check_at_least(1, max_curves=args.max_curves)
+    if not (0 <= args.validation_fraction < 1 and 0 <= args.test_fraction < 1
+            and args.validation_fraction + args.test_fraction < 1):
+        raise ConfigError(f"--validation-fraction and --test-fraction must be in [0, 1) and sum to less than 1, got "
+                          f"{args.validation_fraction} and {args.test_fraction}")
     if args.no_progress:
         datasets.disable_progress_bars()
     check_output_folder(args.out, overwrite=args.overwrite)  # before any work; save() writes it atomically

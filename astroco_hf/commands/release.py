@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
             raise ReleaseError("--dry-run needs --out DIR: the folder that would be uploaded is built there.")
         if not args.dry_run:
             require_token(token)
+        if args.out and Path(args.out).is_file():
+            raise ReleaseError(f"--out {args.out} is a file; the release is built in a folder")
         with contextlib.ExitStack() as stack:
             out = args.out or stack.enter_context(tempfile.TemporaryDirectory(prefix="astroco-release-"))
             folder = build_release_folder(

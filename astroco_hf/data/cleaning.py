@@ -194,6 +194,15 @@ class CleaningReport:
             lines.append(label.ljust(width) + "  " + "  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
         return "\n".join(lines)
 
+    def summary(self) -> str:
+        """One line: curves in and out, and every rule that removed something (for error messages)."""
+        total = self.total
+        removed = [f"{rule} {count:,}" for rule, count in total.curves_removed.items() if count]
+        points = [f"{rule} {count:,}" for rule, count in total.points_removed.items() if count]
+        return (f"{total.curves_in:,} curves in, {total.curves_out:,} kept"
+                + (f"; curves removed: {', '.join(removed)}" if removed else "")
+                + (f"; points removed: {', '.join(points)}" if points else ""))
+
     def __str__(self) -> str:
         return self.to_text()
 

@@ -21,7 +21,7 @@ from datasets import DatasetDict
 from huggingface_hub import CommitInfo, DatasetCard
 from tqdm.auto import tqdm
 
-from ..errors import OutputError
+from ..errors import InputDataError, OutputError
 from ..outputs import atomic_output
 from ..windowing import default_min_tail, window_bounds
 from .cards import build_dataset_card, push_to_hub, write_hub_folder
@@ -180,7 +180,9 @@ def prepare_dataset(
     report = CleaningReport.combine([chunk_report for _, chunk_report in cleaned])
     clean = pa.concat_tables([table for table, _ in cleaned])
     if clean.num_rows == 0:
-        raise ValueError(f"no light curve survived cleaning:\n{report.to_text()}")
+        names = ", ".join("<table>" if isinstance(s, pa.Table) else str(s) for s in sources or [DEFAULT_SOURCE])
+        raise InputDataError(f"no light curve of {names} survived cleaning ({report.summary()}); check the data or "
+                             "loosen the cleaning rules (CleaningConfig, or the flags of `astroco prepare`)")
     dataset = split_by_object(
         to_dataset(clean, class_names), validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
     )

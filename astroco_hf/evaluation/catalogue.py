@@ -39,23 +39,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
 from ..data import CleaningConfig, CleaningReport, ColumnMap, clean_lightcurves
 from ..data.cleaning import SurveyCounts
+from ..data.schema import RAW_SCHEMA, SERIES_COLUMNS, validate_raw_table
 from ..errors import InputDataError, OutputError
-from ..outputs import LOCK_NAME, atomic_output, atomic_write_text
+from ..outputs import LOCK_NAME, atomic_output, atomic_write_text, sigterm_unwinds
 from ..windowing import normalize_segments, pad_segments, window_bounds, window_points
 from .embed import METADATA_COLUMNS, AstroCoEmbedder
 from .inputs import DEFAULT_COLUMNS, LightCurveArrays, iter_tables, to_raw_schema
@@ -212,32 +212,17 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return json.loads((folder / MANIFEST).read_text())
 
 
-@contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM (what schedulers and ``kill`` send) unwinds like Ctrl-C, so temporary files are removed."""
-
-    def raise_interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 # ----------------------------------------------------------------------------------------------
 # One chunk
 # ----------------------------------------------------------------------------------------------
 
 
-def _clean_with_index(table: pa.Table, first_row: int, columns: ColumnMap,
-                      cleaning: CleaningConfig | None) -> tuple[pa.Table, np.ndarray, ColumnMap, CleaningReport | None]:
+def _clean_with_index(table: pa.Table, first_row: int, columns: ColumnMap, cleaning: CleaningConfig | None,
+                      where: str) -> tuple[pa.Table, np.ndarray, ColumnMap, CleaningReport | None]:
     """The chunk's curves to embed, their source rows and column names, and the cleaning counts.
+
+    ``where`` names the source in errors (:class:`InputDataError`: a series field that is not numeric, or
+    whose length differs from ``time``'s).
 
     The object ids are swapped for source row numbers while cleaning, so that the kept rows are known
     exactly (an id can repeat, e.g. one row per band), then put back.
@@ -245,9 +230,19 @@ def _clean_with_index(table: pa.Table, first_row: int, columns: ColumnMap,
     rows = np.arange(first_row, first_row + table.num_rows)
     if columns.object_id not in table.column_names:
         table = table.append_column(columns.object_id, pa.array(rows.astype(str)))
+    try:
+        raw = to_raw_schema(table, columns)  # also the type check of input that is not cleaned
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        problem = _not_numeric(table, first_row, columns, where)
+        if problem is None:
+            raise
+        raise problem from None
     if cleaning is None:
         return table, rows, columns, None
-    raw = to_raw_schema(table, columns)
+    try:
+        validate_raw_table(raw)  # named by the source's own ids, before they are swapped
+    except ValueError as error:
+        raise InputDataError(f"{where}: {error}") from None
     ids = raw["object_id"]
     position = raw.schema.get_field_index("object_id")
     raw = raw.set_column(position, "object_id", pa.array(rows.astype(str), pa.string()))
@@ -255,6 +250,22 @@ def _clean_with_index(table: pa.Table, first_row: int, columns: ColumnMap,
     kept = np.asarray(cleaned["object_id"].to_pylist(), dtype=np.int64)
     cleaned = cleaned.set_column(position, "object_id", ids.take(pa.array(kept - first_row)))
     return cleaned, kept, ColumnMap(), report
+
+
+def _not_numeric(table: pa.Table, first_row: int, columns: ColumnMap, where: str) -> InputDataError | None:
+    """The first curve and series field of ``table`` that cannot be read as numbers, as an error, or None."""
+    for field in SERIES_COLUMNS:
+        name = getattr(columns, field)
+        if name not in table.column_names:
+            continue
+        target = RAW_SCHEMA.field(field).type
+        for row in range(table.num_rows):  # only after a failed cast: find the culprit
+            try:
+                pc.cast(table[name].slice(row, 1), target)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                return InputDataError(f"{where}: light curve {first_row + row} ({table[columns.object_id][row]}): field "
+                                      f"{name!r} holds {table.schema.field(name).type}, not numbers; fix or drop it")
+    return None
 
 
 def _shard_schema(hidden_size: int, per_window: bool) -> pa.Schema:
@@ -350,7 +361,7 @@ def first_clean_chunk(source: Any, chunk_size: int, columns: ColumnMap,
     seen = 0
     reports = []
     for table in iter_tables(source, chunk_size, columns):
-        cleaned, _, names, report = _clean_with_index(table, seen, columns, cleaning)
+        cleaned, _, names, report = _clean_with_index(table, seen, columns, cleaning, _label(source))
         if cleaned.num_rows:
             return cleaned, names
         seen += table.num_rows
@@ -358,8 +369,15 @@ def first_clean_chunk(source: Any, chunk_size: int, columns: ColumnMap,
     raise InputDataError(_empty_message(source, seen, CleaningReport.combine(reports) if reports else None))
 
 
+def _label(source: Any) -> str:
+    """``source`` as error messages name it: the path(s), or "the input" for in-memory data."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return ", ".join(map(str, source)) if isinstance(source, (list, tuple)) else "the input"
+
+
 def _empty_message(source: Any, curves_in: int, report: CleaningReport | None) -> str:
-    label = source if isinstance(source, (str, Path)) else ", ".join(map(str, source)) if isinstance(source, (list, tuple)) else "the input"
+    label = _label(source)
     if curves_in == 0:
         return f"no light curves in {label} (empty or header-only); nothing written"
     removed = report.total.curves_removed if report is not None else {}
@@ -390,7 +408,7 @@ def embed_catalogue(
     written = skipped = 0
     started = time.perf_counter()
     seen = 0
-    with _stop_on_sigterm():
+    with sigterm_unwinds():
         for chunk, table in enumerate(iter_tables(source, chunk_size, columns)):
             first_row, seen = seen, seen + table.num_rows
             if chunk % dist.world_size != dist.rank:
@@ -398,7 +416,7 @@ def embed_catalogue(
             if (folder / shard_name(chunk)).exists():
                 skipped += 1
                 continue
-            kept, rows, names, report = _clean_with_index(table, first_row, columns, cleaning)
+            kept, rows, names, report = _clean_with_index(table, first_row, columns, cleaning, _label(source))
             _write_shard(folder, chunk, _embed_chunk(embedder, kept, rows, names, schema, per_window), table.num_rows, report)
             written += 1
             if on_chunk is not None:
@@ -416,7 +434,7 @@ def merge_shards(folder: Path, out: Path, *, overwrite: bool = False) -> int:
     files = sorted(folder.glob("part-*.parquet"))
     schema = pq.read_schema(files[0]).remove_metadata()
     rows = 0
-    with _stop_on_sigterm(), atomic_output(out, overwrite=overwrite) as temporary:
+    with sigterm_unwinds(), atomic_output(out, overwrite=overwrite) as temporary:
         with pq.ParquetWriter(temporary, schema) as writer:
             for file in files:
                 table = pq.read_table(file).replace_schema_metadata(None)

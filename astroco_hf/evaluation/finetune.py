@@ -32,7 +32,9 @@ from datasets import Dataset, Features, List, Value
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from .. import __version__
+from ..commands._checks import check_model_folder  # the CLI's check of a model folder, before any work
 from ..data import ColumnMap
+from ..errors import ConfigError
 from ..feature_extraction_astroco import AstroCoFeatureExtractor
 from ..modeling_astroco import AstroCoForSequenceClassification
 from ..outputs import LOCK_NAME, atomic_output, lock_output_dir, refuse_existing
@@ -171,6 +173,10 @@ def finetune_classifier(
     Raises:
         OutputError: ``output_dir`` exists and is not empty (without ``overwrite``), or another run holds
             it; both before any work.
+        ConfigError: a label that is not an index of ``class_names``, fewer than two classes, a training
+            number that is not positive, or a model folder whose weights do not match its config; before
+            any work.
+        FileNotFoundError: ``model`` is a local path that does not exist.
     """
     output_dir = Path(output_dir)
     refuse_existing(output_dir, overwrite=overwrite, flag="overwrite=True")  # before any work
@@ -200,64 +206,91 @@ def finetune_classifier(
         "seed": seed,
     } | training_arguments)
     is_main = training_args.process_index == 0  # under a launcher, process 0 owns the folders
-    with lock_output_dir(work, take_over=overwrite) if is_main else nullcontext():
-        try:
-            if is_main:  # what a killed run left (its stale lock was taken over with overwrite=True)
-                _empty_except_lock(work)
-            classifier = AstroCoForSequenceClassification.from_pretrained(
-                str(model), num_labels=num_labels, id2label=dict(enumerate(class_names)),
-                label2id={name: i for i, name in enumerate(class_names)}, freeze_encoder=freeze_encoder,
-            )
-            feature_extractor = AstroCoFeatureExtractor(window_length=classifier.config.max_sequence_length)
-            train_windows = labelled_windows(train_data, train_labels, feature_extractor=feature_extractor)
-            eval_windows = labelled_windows(eval_data, eval_labels, feature_extractor=feature_extractor)
-            trainer = Trainer(
-                model=classifier,
-                args=training_args,
-                train_dataset=train_windows,
-                eval_dataset=eval_windows,
-                data_collator=WindowClassificationCollator(feature_extractor.window_length),
-                compute_metrics=compute_metrics,
-                # Outputs also hold pooler_output and the (M+1,) layer weights: keep only the logits.
-                preprocess_logits_for_metrics=lambda logits, labels: logits[0] if isinstance(logits, tuple) else logits,
-                callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
-            )
-            trainer.train()
-            trained = trainer.model
-            logits = predict_curves(trained, eval_data)
-            score = macro_f1(logits.argmax(axis=1), np.asarray(eval_labels, dtype=np.int64), num_labels)[0]
-            base = Path(model)
-            pretraining = json.loads((base / EVAL_RESULTS).read_text()) if (base / EVAL_RESULTS).is_file() else {}
-            results = {
-                "astroco_hf_version": __version__,
-                "task": "classification",
-                "base_model": str(model),
-                "preset": pretraining.get("model", {}).get("preset"),
-                "class_names": list(class_names),
-                "eval": {"macro_f1": score, "level": "curve", "n_curves": len(logits),
-                         "window_macro_f1_best": trainer.state.best_metric},
-                "training": {
-                    "hyperparameters": {"freeze_encoder": freeze_encoder, "learning_rate": learning_rate,
-                                        "epochs": epochs, "batch_size": batch_size, "patience": patience},
-                    "global_step": trainer.state.global_step, "epochs": trainer.state.epoch, "seed": seed,
-                    "n_train_curves": len(train_labels), "n_train_windows": len(train_windows),
-                },
-            }
-            if is_main:
-                # The best model (loaded by load_best_model_at_end), ready for from_pretrained,
-                # AutoFeatureExtractor, pipeline(...) and `astroco release`, renamed onto output_dir when complete.
-                with atomic_output(output_dir, overwrite=overwrite) as folder:
-                    trainer.save_model(str(folder))
-                    save_inference_files(folder, feature_extractor)
-                    # The encoder's pretraining records travel with it, so that the release card can describe them.
-                    for name in PRETRAINING_RECORDS:
-                        if (base / name).is_file():
-                            shutil.copyfile(base / name, folder / name)
-                    (folder / CLASSIFICATION_RESULTS).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        finally:
-            if is_main:  # the checkpoints are spent: the best model is in output_dir, or the run failed
-                _empty_except_lock(work)
+    lock = lock_output_dir(work, take_over=overwrite, take_over_hint="pass overwrite=True") if is_main else nullcontext()
+    try:
+        with lock:
+            try:
+                _check_arguments(train_labels, eval_labels, class_names, learning_rate=learning_rate, epochs=epochs,
+                                 batch_size=batch_size, patience=patience)
+                check_model_folder(model, flag="model")
+                if is_main:  # what a killed run left (its stale lock was taken over with overwrite=True)
+                    _empty_except_lock(work)
+                classifier = AstroCoForSequenceClassification.from_pretrained(
+                    str(model), num_labels=num_labels, id2label=dict(enumerate(class_names)),
+                    label2id={name: i for i, name in enumerate(class_names)}, freeze_encoder=freeze_encoder,
+                )
+                feature_extractor = AstroCoFeatureExtractor(window_length=classifier.config.max_sequence_length)
+                train_windows = labelled_windows(train_data, train_labels, feature_extractor=feature_extractor)
+                eval_windows = labelled_windows(eval_data, eval_labels, feature_extractor=feature_extractor)
+                trainer = Trainer(
+                    model=classifier,
+                    args=training_args,
+                    train_dataset=train_windows,
+                    eval_dataset=eval_windows,
+                    data_collator=WindowClassificationCollator(feature_extractor.window_length),
+                    compute_metrics=compute_metrics,
+                    # Outputs also hold pooler_output and the (M+1,) layer weights: keep only the logits.
+                    preprocess_logits_for_metrics=lambda logits, labels: logits[0] if isinstance(logits, tuple) else logits,
+                    callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
+                )
+                trainer.train()
+                trained = trainer.model
+                logits = predict_curves(trained, eval_data)
+                score = macro_f1(logits.argmax(axis=1), np.asarray(eval_labels, dtype=np.int64), num_labels)[0]
+                base = Path(model)
+                pretraining = json.loads((base / EVAL_RESULTS).read_text()) if (base / EVAL_RESULTS).is_file() else {}
+                results = {
+                    "astroco_hf_version": __version__,
+                    "task": "classification",
+                    "base_model": str(model),
+                    "preset": pretraining.get("model", {}).get("preset"),
+                    "class_names": list(class_names),
+                    "eval": {"macro_f1": score, "level": "curve", "n_curves": len(logits),
+                             "window_macro_f1_best": trainer.state.best_metric},
+                    "training": {
+                        "hyperparameters": {"freeze_encoder": freeze_encoder, "learning_rate": learning_rate,
+                                            "epochs": epochs, "batch_size": batch_size, "patience": patience},
+                        "global_step": trainer.state.global_step, "epochs": trainer.state.epoch, "seed": seed,
+                        "n_train_curves": len(train_labels), "n_train_windows": len(train_windows),
+                    },
+                }
+                if is_main:
+                    # The best model (loaded by load_best_model_at_end), ready for from_pretrained,
+                    # AutoFeatureExtractor, pipeline(...) and `astroco release`, renamed onto output_dir when complete.
+                    with atomic_output(output_dir, overwrite=overwrite) as folder:
+                        trainer.save_model(str(folder))
+                        save_inference_files(folder, feature_extractor)
+                        # The encoder's pretraining records travel with it, so that the release card can describe them.
+                        for name in PRETRAINING_RECORDS:
+                            if (base / name).is_file():
+                                shutil.copyfile(base / name, folder / name)
+                        (folder / CLASSIFICATION_RESULTS).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            finally:
+                if is_main:  # the checkpoints are spent: the best model is in output_dir, or the run failed
+                    _empty_except_lock(work)
+    finally:
+        if is_main and work.is_dir() and not any(work.iterdir()):  # e.g. a stale run's folder, taken over
+            work.rmdir()
     return FineTuneResult(trained, trainer, score)
+
+
+def _check_arguments(train_labels: Sequence[int] | np.ndarray, eval_labels: Sequence[int] | np.ndarray,
+                     class_names: Sequence[str], **numbers: float) -> None:
+    """Labels are class indices of ``class_names``, and the training numbers are positive: checked
+    before any work (else the first training step fails inside the model)."""
+    if len(class_names) < 2:
+        raise ConfigError(f"class_names needs at least two classes, got {list(class_names)}")
+    for name, labels in (("train_labels", train_labels), ("eval_labels", eval_labels)):
+        values = np.asarray(labels)
+        if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
+            raise ConfigError(f"{name} must be a 1-d sequence of class indices, got dtype {values.dtype} and shape "
+                              f"{values.shape}")
+        bad = values[(values < 0) | (values >= len(class_names))]
+        if bad.size:
+            raise ConfigError(f"{name} holds {bad[0]}, not a class index of class_names (0 .. {len(class_names) - 1})")
+    for name, value in numbers.items():
+        if not value > 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
 
 
 def _empty_except_lock(folder: Path) -> None:

@@ -175,8 +175,12 @@ class PretrainingArguments:
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             problems.append(f"batch_size and gradient_accumulation_steps must be >= 1, got {self.batch_size} and "
                             f"{self.gradient_accumulation_steps}")
-        if self.learning_rate <= 0:
-            problems.append(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 < self.learning_rate <= 1:  # also NaN; AdamW moves each weight by ~lr per step: > 1 is a typo
+            problems.append(f"learning_rate must be in (0, 1], e.g. 1e-3, got {self.learning_rate}")
+        for name in ("seed", "split_seed"):  # numpy's and torch's seeds are unsigned 32-bit
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 2**32:
+                problems.append(f"{name} must be in [0, 2**32), got {value}")
         if self.warmup_steps < 0 or (self.warmup_steps >= 1 and not float(self.warmup_steps).is_integer()):
             problems.append(f"warmup_steps must be a whole number of steps (>= 1) or a fraction in [0, 1), got "
                             f"{self.warmup_steps}")
@@ -268,6 +272,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise PretrainingConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(values, Mapping):
         raise PretrainingConfigError(f"{path}: a config file must hold a mapping of argument names to values")
+    if "model_type" in values and "architectures" in values:  # a model folder's config.json
+        raise PretrainingConfigError(f"{path} is a model's config.json, not pretraining arguments; pass the run's "
+                                     "training_config.json (or a YAML recipe), or --model-overrides for the model")
     values = _renamed_keys(values, str(path))
     _check_names(values, str(path))
     return values
