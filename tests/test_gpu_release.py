@@ -107,6 +107,10 @@ def test_gpu_plan_commands_parse_as_intended(device_data: bool, tmp_path: Path, 
         raise Stop
 
     monkeypatch.setattr(astroco_hf.evaluation, "load_benchmark", load_benchmark)
+    # fewshot checks its model folder before any work: the folder S's pretraining would have written.
+    from astroco_hf import AstroCoConfig, AstroCoForMaskedReconstruction
+
+    AstroCoForMaskedReconstruction(AstroCoConfig.from_preset("astroco-tiny")).save_pretrained(tmp_path / "s")
     command = fewshot_command(plan, tmp_path / "s", "eros1", Path("carry/lightcurves"), tmp_path / "fewshot")
     with pytest.raises(Stop):
         cli_main(command[3:])
@@ -211,3 +215,29 @@ def test_attention_kernel_measurement_times_both_kernels_and_chooses_one() -> No
     assert result["backends_accepting"]["head 69 math masked"] is True
     ratio = result["padded_over_plain_masked"]
     assert result["chosen"] == ("sdpa_padded_head" if ratio < PADDED_HEAD_MARGIN else "sdpa")
+
+
+def test_failed_fast_pretraining_is_retried_once_on_the_plain_path(tmp_path: Path) -> None:
+    """One device call: a fast-path run that dies without a model leaves the rest of its time to the plain path;
+    a compile that failed in the throughput phase is not tried again."""
+    from astroco_hf.release import gpu_release
+
+    runner = gpu_release.Runner(tmp_path / "out", tmp_path / "work", RunPlan.gpu())
+    runner.report["throughput"] = {"attention": {"preset": "s", "chosen": "sdpa_padded_head"},
+                                   "errors": [{"name": "train s bf16 compiled sdpa_padded_head", "error": "..."}]}
+    calls: list[tuple[str, list[str], float]] = []
+
+    def phase(name: str, command: list[str], box_s: float, needs_s: float = 10.0) -> bool:
+        calls.append((name, command, box_s))
+        return False
+
+    runner.phase = phase
+    gpu_release._pretrain(runner, "astroco-s", "astroco-s", Path("carry/lightcurves"), 1.75,
+                          {"device_data": True, "torch_compile": True})
+    (fast_name, fast, _), (plain_name, plain, plain_box) = calls
+    assert (fast_name, plain_name) == ("pretrain-astroco-s", "pretrain-astroco-s-plain")
+    assert "--device-data" in fast and "--torch-compile" not in fast
+    assert fast[fast.index("--attn-implementation") + 1] == "sdpa_padded_head"
+    assert not {"--device-data", "--torch-compile", "--attn-implementation"} & set(plain)
+    assert plain_box <= 1.75 * 60 + runner.plan.pretrain_overhead_s + 60
+    assert runner.report["pretraining"]["astroco-s"]["finished"] is False

@@ -329,7 +329,8 @@ def pretrain_command(plan: RunPlan, preset: str, data: Path, folder: Path, minut
     if flags["device_data"]:
         extra.append("--device-data")
         if not plan.smoke:  # static shapes on the device path: one compile; a batch that fills the chip
-            extra += ["--torch-compile", "--batch-size", str(plan.device_batch_size),
+            extra += ["--torch-compile"] if flags["torch_compile"] else []
+            extra += ["--batch-size", str(plan.device_batch_size),
                       "--learning-rate", f"{_scaled_learning_rate(preset, plan.device_batch_size):.4g}"]
     command = _cli("pretrain", "--preset", preset, "--data", str(data), "--output-dir", str(folder), "--overwrite",
                    "--max-time-minutes", f"{minutes:.2f}", *plan.pretrain_args, *extra)
@@ -342,13 +343,29 @@ def fewshot_command(plan: RunPlan, folder: Path, benchmark: str, data: Path, out
 
 
 def _pretrain(runner: Runner, model: str, preset: str, data: Path, minutes: float, flags: dict[str, Any]) -> None:
+    """Pretrain one model on the fast path; if that run fails without saving a model, once more in what
+    is left of its time on the plain path (the Trainer's DataLoader at the recipe's batch, eager, sdpa):
+    there is one device call, and a release needs a model more than it needs the fast path."""
     plan = runner.plan
     folder = runner.work / model
-    # The throughput phase measured S's head size in the attention kernel and chose sdpa or the padded head.
-    chosen = (runner.report.get("throughput") or {}).get("attention") or {}
+    throughput = runner.report.get("throughput") or {}
+    # The throughput phase measured S's head size in the attention kernel and chose sdpa or the padded head,
+    # and tried compiled training: a compile that failed there is not tried again here.
+    chosen = throughput.get("attention") or {}
     attention = chosen.get("chosen") if chosen.get("preset") == "s" and preset == "astroco-s" else None
+    if any("compiled" in error.get("name", "") for error in throughput.get("errors") or []):
+        flags = flags | {"torch_compile": False}
     command, extra = pretrain_command(plan, preset, data, folder, minutes, flags, attention)
-    runner.phase(f"pretrain-{model}", command, minutes * 60 + plan.pretrain_overhead_s + 60)
+    began = runner.elapsed()
+    box_s = minutes * 60 + plan.pretrain_overhead_s + 60
+    ok = runner.phase(f"pretrain-{model}", command, box_s)
+    if not ok and not (folder / "eval_results.json").is_file() and extra:
+        left_minutes = minutes - (runner.elapsed() - began) / 60
+        if left_minutes >= 0.25:
+            command, extra = pretrain_command(plan, preset, data, folder, left_minutes,
+                                              {"device_data": False, "torch_compile": False})
+            runner.phase(f"pretrain-{model}-plain", command, left_minutes * 60 + plan.pretrain_overhead_s + 60)
+            minutes = left_minutes
     runner.record("pretraining", model, summarize_pretraining(folder, minutes, extra))
 
 
