@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 from astroco_cli import DEBUG_HELP, Command, answer_without_package, command_of
 from astroco_cli import build_parser as build_top_level_parser
@@ -53,11 +54,23 @@ def _add_command(subparsers: argparse._SubParsersAction, command: Command) -> No
         own.add_argument("--debug", action="store_true", help=DEBUG_HELP)
         sub = subparsers.add_parser(command.name, help=command.help, add_help=False)
         sub.set_defaults(_own_parser=own)
+        _usage_errors_in_one_line(own)
     else:
         sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
         module.add_arguments(sub)
         sub.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    sub.set_defaults(_run=module.run)
+    _usage_errors_in_one_line(sub)
+    sub.set_defaults(_run=module.run, _parser=sub)
+
+
+def _usage_errors_in_one_line(parser: argparse.ArgumentParser) -> None:
+    """A command's argparse errors (a bad flag value, a missing required flag) as one line and status 2,
+    like its other user errors, instead of the whole usage block first (``--help`` shows that)."""
+
+    def error(message: str) -> NoReturn:
+        parser.exit(2, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
+
+    parser.error = error  # type: ignore[method-assign]
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -78,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = args._own_parser.parse_args(rest)
         args.command, args._run = command, run
     elif rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        args._parser.error(f"unrecognized arguments: {' '.join(rest)}")
     debug = debug or args.debug
     try:
         with _one_line_warnings(command, enabled=not debug), sigterm_unwinds():

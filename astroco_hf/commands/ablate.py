@@ -32,10 +32,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..ablation import AblationConfig, format_ablation_table, run_ablation
+    from ..data import data_root
+    from ..training.recipes import resolve_arguments
+    from ._checks import check_at_least
 
     overrides = {key: value for key, value in (("d_model", args.d_model), ("num_layers", args.num_layers))
                  if value is not None}
+    # Before run_ablation creates the output folder: the numbers, the pretraining arguments every variant
+    # starts from (preset, width, batch, learning rate), the data files and the benchmarks' data root.
+    check_at_least(1, max_steps=args.max_steps, shots=args.shots, folds=args.folds, head_seeds=args.head_seeds)
+    check_at_least(0, seeds=args.seeds)
+    resolve_arguments(preset=args.preset, model_overrides=overrides, batch_size=args.batch_size,
+                      learning_rate=args.learning_rate, split_seed=args.split_seed)
+    for path in args.data:
+        if not Path(path).exists():
+            raise FileNotFoundError(2, "--data: no such file or folder", path)
+    data_root(args.data_root)
     config = AblationConfig(
         data=args.data, output_dir=args.output_dir, variants=tuple(args.variants), seeds=tuple(args.seeds),
         split_seed=args.split_seed, preset=args.preset, model_overrides=overrides, max_steps=args.max_steps,

@@ -155,6 +155,8 @@ def prepare_output(out: str | Path, settings: dict[str, Any], *, overwrite: bool
     complete = out.is_file() if out != folder else manifest.exists() and _read_manifest(folder).get("complete", False)
     if out != folder and out.exists() and not out.is_file():
         raise OutputError(f"{out} is a folder; a .parquet --out names the file to write")
+    if out == folder and out.is_file():
+        raise OutputError(f"{out} is a file; --out names a .parquet file or a folder of shards")
     if complete and not overwrite:
         raise OutputError(f"{out} already exists; pass --overwrite to replace it or choose another output path")
     if overwrite and not resume:
