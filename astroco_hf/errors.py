@@ -54,7 +54,8 @@ class PretrainingConfigError(PretrainingInputError, ConfigError):
 
 
 class TrainingInterrupted(UserError):
-    """Training stopped on SIGTERM / SIGINT after saving a checkpoint; the message holds the resume command.
+    """A run stopped on SIGTERM / SIGINT after keeping its work (pretraining: a checkpoint; embed: the shards
+    written); the message says how to resume.
 
     ``exit_code`` follows the shell convention 128 + signal number (143 for SIGTERM, 130 for SIGINT).
     """

@@ -75,6 +75,8 @@ def f(tmp_path_factory) -> dict[str, Path]:
     files["ragged"] = _nested(root / "ragged.parquet", time=six, mag=[17.0] * 5, mag_err=[0.1] * 6)
     files["one_point"] = _nested(root / "one_point.parquet", time=[1.0], mag=[17.0], mag_err=[0.1])
     files["negative_err"] = _curves(root / "negative_err.csv", mag_err=-0.1)
+    pd.read_csv(files["good"]).to_parquet(root / "long.parquet")  # one row per point
+    files["long"] = root / "long.parquet"
     files["empty_dir"] = root / "empty_dir"
     files["empty_dir"].mkdir()
     files["a_file"] = root / "a_file"
@@ -105,6 +107,8 @@ CASES = {
     "embed-ragged-lists": ([*EMBED, "--model", "{model}", "--data", "{ragged}"], ["ragged.parquet", "'a'", "5 values"]),
     "embed-column-map-missing": ([*EMBED, "--model", "{model}", "--data", "{good}", "--column", "time=mjd"], ["good.csv", "'mjd'"]),
     "embed-empty-folder": ([*EMBED, "--model", "{model}", "--data", "{empty_dir}"], ["empty_dir"]),
+    "embed-long-layout-parquet": ([*EMBED, "--model", "{model}", "--data", "{long}"],
+                                  ["long.parquet", "'time' holds one double per row", "as CSV"]),
     "embed-one-point": ([*EMBED, "--model", "{model}", "--data", "{one_point}"], ["one_point.parquet", "too_short: 1"]),
     # embed: flags
     "embed-batch-size-0": ([*EMBED, "--model", "{model}", "--data", "{good}", "--batch-size", "0"], ["--batch-size must be >= 1"]),
@@ -312,3 +316,32 @@ def test_signals_during_prepare_leave_nothing(f, tmp_path):
         assert process.returncode == 128 + getattr(signal, name)
         assert [line for line in err.splitlines() if line.strip()] == [f"astroco prepare: interrupted by {name}"]
         assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["marker"]  # no folder, no temporary
+
+
+def test_sigterm_during_embed_keeps_shards_for_resume(f, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "curves.parquet"
+    pq.write_table(pa.table({"object_id": [f"o{i}" for i in range(1500)],
+                             "time": [np.arange(150) * 1.3] * 1500,
+                             "mag": list(17 + rng.normal(0, 0.1, (1500, 150))),
+                             "mag_err": [np.full(150, 0.05)] * 1500}), data)
+    out = tmp_path / "e.parquet"
+    argv = ["embed", "--model", str(f["model"]), "--data", str(data), "--out", str(out), "--chunk-size", "100",
+            "--batch-size", "2", "--precision", "fp32", "--no-progress"]  # small batches: the run outlasts its first shard
+    env = {k: v for k, v in os.environ.items() if k != "ASTROCO_DEBUG"} | {"PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "astroco_hf.cli", *argv], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / "e.parquet.partial"
+    for _ in range(1200):
+        if list(partial.glob("part-*.parquet")) or process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.startswith("astroco ")]
+    assert process.returncode == 143 and len(lines) == 1, err[-2000:]
+    assert lines[0].startswith("astroco embed: stopped by SIGTERM; ") and f"kept in {partial}" in lines[0]
+    assert "--resume" in lines[0] and not out.exists()
+    assert main([*argv, "--resume"]) == 0
+    assert pq.read_table(out).num_rows == 1500 and not partial.exists()
+

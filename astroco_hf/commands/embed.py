@@ -45,11 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import contextlib
+    import signal
     from pathlib import Path
 
     import torch
 
     from ..data import CleaningConfig, ColumnMap
+    from ..errors import TrainingInterrupted
     from ..evaluation import AstroCoEmbedder
     from ..evaluation import catalogue as cat
     from ..outputs import lock_output_dir
@@ -115,6 +117,16 @@ def run(args: argparse.Namespace) -> int:
             except Exception:  # bad data, a model that does not load, ...: a folder without rows goes
                 if dist.rank == 0:
                     cat.abandon(folder)
+                raise
+            except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the shards written are kept for --resume
+                if dist.rank == 0:
+                    cat.abandon(folder)
+                    if folder.exists():
+                        signum = getattr(stop, "signal_number", signal.SIGINT)
+                        shards = len(list(folder.glob("part-*.parquet")))
+                        raise TrainingInterrupted(
+                            f"stopped by {signal.Signals(signum).name}; {shards} shard(s) kept in {folder}; the same "
+                            "command with --resume continues from them", signum) from None
                 raise
         if dist.rank == 0:
             cat.finish(folder, out, overwrite=args.overwrite)
