@@ -137,6 +137,14 @@ CASES = {
                           ["--validation-fraction", "1.5"]),
     "prepare-dry-run-without-repo": (["prepare", "{good}", "--out", "{OUT}/p", "--no-progress", "--dry-run"],
                                      ["--dry-run needs --push-to-hub"]),
+    "prepare-catalogue-missing": (["prepare", "{good}", "--out", "{OUT}/p", "--macho-catalog", "{root}/nowhere.csv"],
+                                  ["nowhere.csv"]),
+    "prepare-catalogue-is-not-one": (["prepare", "--out", "{OUT}/p", "--no-progress", "--macho-catalog", "{good}"],
+                                     ["--macho-catalog", "good.csv", "'classification'"]),
+    "prepare-bad-repo-id": (["prepare", "{good}", "--out", "{OUT}/p", "--push-to-hub", "bad repo", "--dry-run"],
+                            ["'bad repo'", "ORG/NAME"]),
+    "prepare-push-without-token": (["prepare", "{good}", "--out", "{OUT}/p", "--push-to-hub", "me/x"],
+                                   ["--push-to-hub me/x needs a Hub token"]),
     # benchmark (was SystemExit("...") or a traceback)
     "benchmark-unknown-preset": (["benchmark", "--presets", "xl"], ["--presets: unknown 'xl'"]),
     "benchmark-unknown-mode": (["benchmark", "--modes", "training"], ["--modes: unknown 'training'"]),
@@ -177,6 +185,11 @@ CASES = {
     "pretrain-config-is-a-model-config": (["pretrain", "--output-dir", "{OUT}/r", "--config", "{model}/config.json"],
                                           ["is a model's config.json", "training_config.json"]),
     "pretrain-config-is-a-list": (["pretrain", "--output-dir", "{OUT}/r", "--config", "{list_yaml}"], ["list.yaml", "mapping"]),
+    "pretrain-window-beyond-memory": (["pretrain", "--output-dir", "{OUT}/r", "--window", "1000000"],
+                                      ["window 1000000 cannot fit", "GiB"]),
+    "pretrain-eval-batch-0": (["pretrain", "--output-dir", "{OUT}/r", "--eval-batch-size", "0"], ["eval_batch_size must be >= 1"]),
+    "pretrain-workers-negative": (["pretrain", "--output-dir", "{OUT}/r", "--dataloader-num-workers", "-1"],
+                                  ["dataloader_num_workers must be >= 0"]),
     "pretrain-output-dir-is-a-file": (["pretrain", "--output-dir", "{a_file}"], ["a_file is a file"]),
     "pretrain-model-folder-as-data": (["pretrain", "--output-dir", "{OUT}/r", "--data", "{model}"], ["model is a model folder"]),
 }
@@ -185,6 +198,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_before_any_output(case, f, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ASTROCO_DEBUG", raising=False)
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)  # no stored login or HF_TOKEN
     monkeypatch.chdir(tmp_path)  # a command that wrote anywhere by default would write here
     argv, culprits = CASES[case]
     out = tmp_path / "out"

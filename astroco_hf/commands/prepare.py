@@ -115,11 +115,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import datasets
+    from huggingface_hub import get_token
 
     from ..data import CleaningConfig, ColumnMap, prepare_dataset
     from ..data.cards import hub_files
     from ..data.prepare import check_output_folder
-    from ..errors import ConfigError
+    from ..data.readers import read_macho_catalog
+    from ..errors import ConfigError, InputDataError
+    from ..release import check_repo_id
     from ._checks import check_at_least
 
     if args.dry_run and not args.push_to_hub:
@@ -136,6 +139,18 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         datasets.disable_progress_bars()
     check_output_folder(args.out, overwrite=args.overwrite)  # before any work; save() writes it atomically
+    if args.push_to_hub:
+        check_repo_id(args.push_to_hub, "--push-to-hub repository id")
+        if not args.dry_run and not (args.token or get_token()):  # refused now, not after the work
+            raise ConfigError(f"--push-to-hub {args.push_to_hub} needs a Hub token: pass --token, set HF_TOKEN or run "
+                              "`hf auth login` (or add --dry-run to only write the upload folder)")
+    catalog = None
+    if args.macho_catalog:  # read now: a wrong file is named before any work (and not silently unused)
+        try:
+            catalog = read_macho_catalog(args.macho_catalog)
+        except (ValueError, KeyError) as error:
+            raise InputDataError(f"--macho-catalog {args.macho_catalog}: {error} (expected the MACHO variable-star "
+                                 "catalogue CSV)") from None
     started = time.perf_counter()
     cleaning = CleaningConfig(
         min_err=args.min_err,
@@ -153,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         args.sources,
         cleaning=cleaning,
         columns=ColumnMap.from_pairs(args.column),
-        macho_catalog=args.macho_catalog,
+        macho_catalog=catalog,
         class_names=args.class_names.split(",") if args.class_names else None,
         validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction,

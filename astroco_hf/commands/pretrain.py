@@ -34,6 +34,26 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def _check_window_fits(window: int, batch_size: int, gradient_accumulation_steps: int) -> None:
+    """Refuse a window whose attention cannot fit in this machine's memory, before any output.
+
+    The bound is a floor: one fp32 attention map of one head, (window, window) per window of a process's
+    micro-batch (``batch_size`` / accumulation steps / ``$WORLD_SIZE``); training holds many more.
+    """
+    import os
+
+    from ..errors import PretrainingConfigError
+
+    micro_batch = max(1, batch_size // gradient_accumulation_steps // int(os.environ.get("WORLD_SIZE", "1")))
+    needed = micro_batch * window**2 * 4
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > memory:
+        raise PretrainingConfigError(
+            f"window {window} cannot fit: one attention map of a micro-batch of {micro_batch} windows takes "
+            f"{needed / 2**30:,.0f} GiB (batch x window^2 x 4 bytes), this machine has {memory / 2**30:,.0f} GiB; "
+            "choose a smaller --window (the paper's is 200) or --batch-size")
+
+
 def run(args: argparse.Namespace) -> int:
     # From the submodules: once `astroco_hf.training.pretrain` is imported, the package attribute
     # `pretrain` is that module, not the function.
@@ -42,5 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {key: value for key, value in vars(args).items()
                  if key not in ("config", "command", "debug", "_run")}
-    pretrain(resolve_arguments(config_file=args.config, **overrides))
+    arguments = resolve_arguments(config_file=args.config, **overrides)
+    _check_window_fits(arguments.window, arguments.batch_size, arguments.gradient_accumulation_steps)
+    pretrain(arguments)
     return 0

@@ -193,6 +193,11 @@ class PretrainingArguments:
             problems.append("eval_strategy='steps' needs eval_steps")
         if self.crops_per_curve is not None and self.crops_per_curve < 1:
             problems.append(f"crops_per_curve must be >= 1, got {self.crops_per_curve}")
+        for name in ("eval_batch_size", "eval_steps", "logging_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dataloader_num_workers < 0:
+            problems.append(f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
         if self.patience is not None and self.patience < 1:
             problems.append(f"patience must be >= 1 (or None to disable early stopping), got {self.patience}")
         if self.max_time_minutes is not None and self.max_time_minutes <= 0:
