@@ -1,8 +1,7 @@
-"""Checks the commands run on their flags before any work: each failure is a
-:class:`~astroco_hf.errors.ConfigError` naming the flag (one line at the CLI, exit status 2).
-
-argparse's own ``type=`` errors print the usage block as well; these run in ``run`` instead, so a bad
-number, device, output file or model folder reads as one line like every other user error.
+"""Checks of a command's flags that argparse does not express (ranges, devices, output files, model
+folders), run at the start of ``run`` before any work or output. Each failure is a user error naming the
+flag and what to do (:class:`~astroco_hf.errors.ConfigError`, :class:`~astroco_hf.errors.OutputError` or
+``FileNotFoundError``): one line at the CLI, exit status 2.
 """
 
 from __future__ import annotations
