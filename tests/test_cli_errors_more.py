@@ -162,6 +162,7 @@ CASES = {
                                ["--seeds must be >= 1, got -1"]),
     "fewshot-weights-of-another-size": (["fewshot", "--model", "{wrong_size}", "--data", "{good}", "--out", "{OUT}/fs"],
                                         ["does not match its config.json"]),
+    "info-weights-of-another-size": (["info", "--model", "{wrong_size}"], ["does not match its config.json"]),
     # export, release
     "export-weights-of-another-size": (["export", "--format", "onnx", "--model", "{wrong_size}", "--out", "{OUT}/x"],
                                        ["does not match its config.json"]),

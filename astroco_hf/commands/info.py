@@ -45,10 +45,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import AstroCoConfig, AstroCoForMaskedReconstruction, modeling_astroco
+    from ._checks import check_model_folder
 
     if args.model:
         if not (Path(args.model) / "config.json").is_file():
             raise FileNotFoundError(2, "no model folder (config.json missing)", args.model)
+        check_model_folder(args.model)  # weights of the shapes config.json describes (their headers only)
         config = AstroCoConfig.from_pretrained(args.model)
         class_name, name = saved_model_class(config), args.model
         # Only the architecture is summarised: built on the meta device, without reading the weights.
