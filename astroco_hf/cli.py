@@ -73,6 +73,28 @@ def _usage_errors_in_one_line(parser: argparse.ArgumentParser) -> None:
     parser.error = error  # type: ignore[method-assign]
 
 
+@contextmanager
+def _library_progress_bars(shown: bool) -> Iterator[None]:
+    """``--no-progress`` also hides the bars transformers (weights loading) and datasets (map, save) draw,
+    for the command only: a caller of :func:`main` in a notebook keeps its settings."""
+    if shown:
+        yield
+        return
+    import datasets
+    import transformers
+
+    was_shown = transformers.utils.logging.is_progress_bar_enabled(), not datasets.are_progress_bars_disabled()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_shown[0]:
+            transformers.utils.logging.enable_progress_bar()
+        if was_shown[1]:
+            datasets.enable_progress_bars()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``astroco`` parser; only ``command``'s own arguments are built (all commands are listed)."""
     return build_top_level_parser(command, _add_command)
@@ -94,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args._parser.error(f"unrecognized arguments: {' '.join(rest)}")
     debug = debug or args.debug
     try:
-        with _one_line_warnings(command, enabled=not debug), sigterm_unwinds():
+        with (_one_line_warnings(command, enabled=not debug), sigterm_unwinds(),
+              _library_progress_bars(shown=not getattr(args, "no_progress", False))):
             return int(args._run(args) or 0)
     except KeyboardInterrupt as error:
         if debug:

@@ -151,7 +151,13 @@ class AstroCoFeatureExtractor(FeatureExtractionMixin):
             elif ids is not None:  # long layout: one row per observation, grouped by id
                 return self._group_long(values, np.asarray(ids))
             return [tuple(values)], ids
+        if ids is not None and np.ndim(ids) == 0:  # one row (one id) whose times are not a 1-D series
+            raise ValueError(f"light curve {ids!r}: field {self.time_column!r} is an array of shape "
+                             f"{np.shape(values[0])}; give one 1-D array of values per field")
         count = len(values[0])
+        if ids is not None and len(ids) != count:
+            raise ValueError(f"light curves: field {self.id_column!r} has {len(ids)} values but "
+                             f"{self.time_column!r} has {count} curves")
         return [tuple(None if v is None else v[i] for v in values) for i in range(count)], (
             None if ids is None else list(ids))
 
@@ -177,6 +183,11 @@ class AstroCoFeatureExtractor(FeatureExtractionMixin):
         if isinstance(data, Mapping):
             return self._from_columns(data)
         if isinstance(data, (list, tuple, np.ndarray)):
+            matrices = [np.shape(item) for item in data if isinstance(item, np.ndarray) and item.ndim > 1]
+            if not isinstance(data, np.ndarray) and matrices:
+                raise ValueError(f"light-curve arrays must be 1-D, got one of shape {matrices[0]}: pass a (t, m, sigma) "
+                                 "tuple of 1-D arrays per curve, or a list of them (curves of different lengths are "
+                                 "not padded into a matrix)")
             if len(data) and _is_series(data[0]):  # one curve: (t, m[, sigma])
                 data = [data]
             curves, ids = [], []
@@ -219,9 +230,13 @@ class AstroCoFeatureExtractor(FeatureExtractionMixin):
                                      "magnitudes and 1-sigma uncertainties; impute missing ones with "
                                      "astroco_hf.evaluation.clean_inputs)")
                 try:
-                    values = np.asarray(values, dtype=dtype).reshape(-1)
+                    values = np.asarray(values, dtype=dtype)
                 except (TypeError, ValueError):
                     raise ValueError(f"light curve {name}: field {field!r} is not numeric") from None
+                if values.ndim > 1:
+                    raise ValueError(f"light curve {name}: field {field!r} is an array of shape {values.shape}; "
+                                     "give one 1-D array of values per field")
+                values = values.reshape(-1)  # a scalar: a one-point curve
                 if length is not None and len(values) != length:
                     raise ValueError(f"light curve {name}: field {field!r} has {len(values)} values but "
                                      f"{self.time_column!r} has {length}")

@@ -380,10 +380,10 @@ def _onnx_encoder(encoder: nn.Module, int8: bool, example: dict[str, torch.Tenso
     import onnxruntime as ort
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-    from .export.onnx import export_onnx
+    from .export.onnx import export_onnx, quiet_onnx_tools
 
     length = encoder.config.max_sequence_length  # the graph's fixed window length; shorter batches are padded
-    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings(), quiet_onnx_tools():
         warnings.simplefilter("ignore")  # exporter and quantizer chatter
         graph = str(export_onnx(encoder, f"{folder}/encoder.onnx"))
         if int8:

@@ -75,8 +75,8 @@ def f(tmp_path_factory) -> dict[str, Path]:
     files["ragged"] = _nested(root / "ragged.parquet", time=six, mag=[17.0] * 5, mag_err=[0.1] * 6)
     files["one_point"] = _nested(root / "one_point.parquet", time=[1.0], mag=[17.0], mag_err=[0.1])
     files["negative_err"] = _curves(root / "negative_err.csv", mag_err=-0.1)
-    pd.read_csv(files["good"]).to_parquet(root / "long.parquet")  # one row per point
-    files["long"] = root / "long.parquet"
+    pd.read_csv(files["good"]).drop(columns=["object_id"]).to_parquet(root / "long_noid.parquet")  # one row per point
+    files["long_noid"] = root / "long_noid.parquet"
     files["empty_dir"] = root / "empty_dir"
     files["empty_dir"].mkdir()
     files["a_file"] = root / "a_file"
@@ -107,8 +107,9 @@ CASES = {
     "embed-ragged-lists": ([*EMBED, "--model", "{model}", "--data", "{ragged}"], ["ragged.parquet", "'a'", "5 values"]),
     "embed-column-map-missing": ([*EMBED, "--model", "{model}", "--data", "{good}", "--column", "time=mjd"], ["good.csv", "'mjd'"]),
     "embed-empty-folder": ([*EMBED, "--model", "{model}", "--data", "{empty_dir}"], ["empty_dir"]),
-    "embed-long-layout-parquet": ([*EMBED, "--model", "{model}", "--data", "{long}"],
-                                  ["long.parquet", "'time' holds one double per row", "as CSV"]),
+    "embed-long-layout-parquet-without-ids": ([*EMBED, "--model", "{model}", "--data", "{long_noid}"],
+                                              ["long_noid.parquet", "missing column(s) ['object_id']",
+                                               "--column object_id=NAME"]),
     "embed-one-point": ([*EMBED, "--model", "{model}", "--data", "{one_point}"], ["one_point.parquet", "too_short: 1"]),
     # embed: flags
     "embed-batch-size-0": ([*EMBED, "--model", "{model}", "--data", "{good}", "--batch-size", "0"], ["--batch-size must be >= 1"]),

@@ -177,9 +177,14 @@ def test_embed_cli_and_bf16(tmp_path, capsys):
     tiny_encoder().save_pretrained(model_dir)
     write_source(tmp_path / "source.parquet", make_curves((20, 300, 7)))
     out = tmp_path / "emb.parquet"
+    capsys.readouterr()
     assert main(["embed", "--model", str(model_dir), "--data", str(tmp_path / "source.parquet"), "--out", str(out),
                  "--batch-size", "2", "--precision", "fp32", "--no-progress"]) == 0
-    assert "wrote 3 rows (3 light curves read, d=64, fp32" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "wrote 3 rows (3 light curves read, d=64, fp32" in captured.out
+    assert "Loading weights" not in captured.err  # --no-progress hides transformers' bars too, for the command only
+    from transformers.utils.logging import is_progress_bar_enabled
+    assert is_progress_bar_enabled()
     fp32 = np.stack(pq.read_table(out)["embedding"].to_numpy(zero_copy_only=False))
     np.testing.assert_allclose(fp32, embed(tiny_encoder(), make_curves((20, 300, 7))), atol=1e-5, rtol=0)
     assert main(["embed", "--model", str(model_dir), "--data", str(tmp_path / "source.parquet"), "--out", str(out),
@@ -200,3 +205,66 @@ def test_embeds_an_astroco_prepare_folder(embedder, shared_data, tmp_path):
     names = prepared.dataset["train"].features["label"].names
     labels = table["label"].to_pylist()  # ClassLabel codes written back as names; -1 (unknown) as null
     assert "delta_scuti" in labels and set(labels) <= {*names, None}
+
+
+def test_one_row_per_point_files_with_their_own_column_names(embedder, tmp_path, capsys):
+    """CSV and parquet of one row per observation, with the survey's names mapped by a ColumnMap: the
+    same embeddings as the curves in memory, the rows grouped by object in order of first appearance."""
+    from astroco_hf.data import ColumnMap
+    from astroco_hf.evaluation.inputs import count_rows
+
+    curves = make_curves((30, 250, 5))
+    long = pd.DataFrame({"star": np.repeat(["b", "a", "c"], [30, 250, 5]),
+                         "hjd": np.concatenate([c[0] for c in curves]),
+                         "V": np.concatenate([c[1] for c in curves]).astype(np.float32),
+                         "eV": np.concatenate([c[2] for c in curves]).astype(np.float32)})
+    long.to_csv(tmp_path / "points.csv", index=False)
+    long.to_parquet(tmp_path / "points.parquet")
+    columns = ColumnMap(object_id="star", time="hjd", mag="V", mag_err="eV")
+    reference = embedder.embed([(t, m.astype(np.float32), e.astype(np.float32)) for t, m, e in curves]).embeddings
+    for name in ("points.csv", "points.parquet"):
+        summary = embedder.to_parquet(tmp_path / name, tmp_path / f"{name}.out.parquet", chunk_size=2, columns=columns)
+        table = pq.read_table(tmp_path / f"{name}.out.parquet")
+        assert summary.curves == 3 and table["object_id"].to_pylist() == ["b", "a", "c"]
+        np.testing.assert_allclose(np.stack(table["embedding"].to_numpy(zero_copy_only=False)), reference,
+                                   atol=1e-5, rtol=0)
+    assert count_rows(tmp_path / "points.parquet", columns) is None  # points, not curves: unknown unread
+
+    # The CLI, unmapped: one line naming the missing columns, the file's columns and the flag to map them.
+    assert main(["embed", "--model", str(tmp_path), "--data", str(tmp_path / "points.parquet"),
+                 "--out", str(tmp_path / "x.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a model folder" in err  # the model is checked first
+    model_dir = tmp_path / "model"
+    tiny_encoder().save_pretrained(model_dir)
+    capsys.readouterr()
+    assert main(["embed", "--model", str(model_dir), "--data", str(tmp_path / "points.parquet"),
+                 "--out", str(tmp_path / "x.parquet"), "--precision", "fp32", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "points.parquet: missing column(s) ['object_id', 'time', 'mag'] (columns: ['star', 'hjd', 'V', 'eV'])" in err
+    assert "--column object_id=NAME" in err and len(err.strip().splitlines()) == 1
+
+
+def test_library_loading_and_device_errors_are_one_line(tmp_path):
+    """AstroCoEmbedder refuses a missing folder, a file, weights of another size and an absent device
+    with the library's one-line errors, not transformers' repo-id error, LOAD REPORT or torch's assertion."""
+    import json
+
+    from astroco_hf.errors import ConfigError
+
+    with pytest.raises(FileNotFoundError, match="model: no such model folder"):
+        AstroCoEmbedder.from_pretrained(tmp_path / "absent")
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(ConfigError, match="is a file; pass the model folder"):
+        AstroCoEmbedder.from_pretrained(tmp_path / "weights.bin")
+    model_dir = tmp_path / "model"
+    tiny_encoder().save_pretrained(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps(config | {"d_model": 96, "num_heads": 4}))
+    with pytest.raises(ConfigError, match=r"model\.safetensors does not match its config\.json .*d_model=96"):
+        AstroCoEmbedder.from_pretrained(model_dir)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"device='cuda': this torch is built without CUDA|no CUDA GPU"):
+            AstroCoEmbedder(tiny_encoder(), device="cuda")
+    with pytest.raises(ConfigError, match=r"device='gpu' is not a device"):
+        AstroCoEmbedder(tiny_encoder(), device="gpu")

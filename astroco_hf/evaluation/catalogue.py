@@ -262,8 +262,9 @@ def _not_numeric(table: pa.Table, first_row: int, columns: ColumnMap, where: str
             continue
         if not pa.types.is_list(table.schema.field(name).type) and not pa.types.is_large_list(table.schema.field(name).type):
             return InputDataError(f"{where}: field {name!r} holds one {table.schema.field(name).type} per row (one row per "
-                                  "point); parquet is read with one row per light curve (list columns): pass the "
-                                  "points as CSV, or convert with `astroco prepare`")
+                                  "point); a table is read with one row per light curve (list columns): pass the file "
+                                  "path or a pandas DataFrame (points grouped by object_id), or convert with "
+                                  "`astroco prepare`")
         target = RAW_SCHEMA.field(field).type
         for row in range(table.num_rows):  # only after a failed cast: find the culprit
             try:

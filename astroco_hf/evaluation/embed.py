@@ -35,6 +35,7 @@ from transformers import PreTrainedModel
 from transformers.utils import FEATURE_EXTRACTOR_NAME as FEATURE_EXTRACTOR_FILE
 
 from ..data import CleaningConfig, CleaningReport, ColumnMap, clean_lightcurves
+from ..devices import check_device
 from ..feature_extraction_astroco import AstroCoFeatureExtractor, pool_windows
 from ..loading import load_pretrained
 from ..modeling_astroco import AstroCoModel
@@ -148,6 +149,8 @@ class AstroCoEmbedder:
             raise TypeError(f"expected an AstroCo model, got {type(model).__name__}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if device is not None:
+            device = check_device(device)  # one line for CUDA without CUDA, not torch's assertion
         self.model = encoder.to(device=device, dtype=dtype).eval()
         self.device = next(self.model.parameters()).device
         self.batch_size = batch_size
@@ -277,7 +280,7 @@ class AstroCoEmbedder:
         reports: list[CleaningReport] = []
         rows = curves_done = windows_done = seen = 0
         started = time.perf_counter()
-        bar = tqdm(total=count_rows(source), desc=f"embedding -> {path.name}", unit="curve", disable=not self.progress)
+        bar = tqdm(total=count_rows(source, columns), desc=f"embedding -> {path.name}", unit="curve", disable=not self.progress)
         with pq.ParquetWriter(path, schema) as writer:
             for table in iter_tables(source, chunk_size, columns):
                 n_in = table.num_rows

@@ -32,10 +32,10 @@ from datasets import Dataset, Features, List, Value
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from .. import __version__
-from ..commands._checks import check_model_folder  # the CLI's check of a model folder, before any work
 from ..data import ColumnMap
 from ..errors import ConfigError
 from ..feature_extraction_astroco import AstroCoFeatureExtractor
+from ..loading import check_model_folder
 from ..modeling_astroco import AstroCoForSequenceClassification
 from ..outputs import LOCK_NAME, atomic_output, lock_output_dir, refuse_existing
 from ..pipelines import save_inference_files

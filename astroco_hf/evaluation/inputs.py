@@ -7,9 +7,9 @@ Accepted inputs (one light curve per element or row):
   or long (one row per observation, grouped by ``object_id`` in order of first appearance);
 * a ``datasets.Dataset`` or a ``pyarrow.Table`` with list columns (the layout of
   ``astroco prepare`` output and of ``../shared/data/lightcurves/*.parquet``);
-* for streaming (:func:`iter_tables`): a path to a parquet or CSV file, a folder of them, a folder
-  written by ``save_to_disk`` (a Dataset, or the DatasetDict of ``astroco prepare``: all splits), or
-  an iterator of tables.
+* for streaming (:func:`iter_tables`): a path to a parquet or CSV file (either layout), a folder of
+  them, a folder written by ``save_to_disk`` (a Dataset, or the DatasetDict of ``astroco prepare``: all
+  splits), or an iterator of tables.
 
 Column names follow :class:`astroco_hf.data.ColumnMap` (``time``, ``mag``, ``mag_err``, ``object_id``).
 """
@@ -227,18 +227,39 @@ def _source_files(path: Path) -> list[Path]:
     raise FileNotFoundError(f"{path}: not a parquet/CSV file, a folder of them, or a saved datasets folder")
 
 
-def count_rows(source: LightCurveInput | str | Path | Sequence[str | Path]) -> int | None:
+def _streams(file: Path, columns: ColumnMap) -> bool:
+    """Whether ``file`` can be read one record batch at a time: a parquet file of one row per light curve
+    (list-valued ``time``). CSV, parquet of one row per observation, and files that lack the ``time``
+    column (whose error :func:`~astroco_hf.data.read_source` words) are read whole."""
+    if file.suffix != ".parquet":
+        return False
+    schema = pq.read_schema(file)
+    if columns.time not in schema.names:
+        return False
+    kind = schema.field(columns.time).type
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind)
+
+
+def _named_as(table: pa.Table, columns: ColumnMap) -> pa.Table:
+    """A table of :func:`~astroco_hf.data.read_source` (standard column names) with ``columns``' names,
+    the names the caller reads it with."""
+    fields = ColumnMap.__dataclass_fields__
+    return table.rename_columns([getattr(columns, name) if name in fields else name for name in table.column_names])
+
+
+def count_rows(source: LightCurveInput | str | Path | Sequence[str | Path],
+               columns: ColumnMap = DEFAULT_COLUMNS) -> int | None:
     """Number of light curves in ``source`` when known without reading it (else None)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if is_saved_dataset(path):
             return sum(map(len, _load_saved(path)))
         files = _source_files(path)
-        if all(f.suffix == ".parquet" for f in files):
+        if all(_streams(f, columns) for f in files):
             return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
         return None
     if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, Path)) for s in source):
-        counts = [count_rows(s) for s in source]
+        counts = [count_rows(s, columns) for s in source]
         return None if None in counts else sum(counts)
     return len(source) if hasattr(source, "__len__") else None
 
@@ -251,8 +272,9 @@ def iter_tables(
     """Yield ``source`` as tables of at most ``chunk_size`` light curves, in order.
 
     Parquet files are read one record batch at a time and saved ``datasets`` folders are memory-mapped,
-    so memory stays bounded by the chunk; CSV files are read whole (through
-    :func:`astroco_hf.data.read_source`, which also groups long-layout rows into curves).
+    so memory stays bounded by the chunk; CSV files and parquet files of one row per observation are read
+    whole (through :func:`astroco_hf.data.read_source`, which groups their rows into curves by
+    ``object_id``). Tables are yielded with ``columns``' names.
     """
     if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, Path)) for s in source):
         for item in source:
@@ -265,11 +287,11 @@ def iter_tables(
                 yield from iter_tables(dataset, chunk_size, columns)
             return
         for file in _source_files(path):
-            if file.suffix == ".parquet":
+            if _streams(file, columns):
                 for batch in pq.ParquetFile(file).iter_batches(batch_size=chunk_size):
                     yield pa.Table.from_batches([batch])
-            else:
-                table = read_source(file, columns=columns)
+            else:  # grouped into curves by read_source, read whole
+                table = _named_as(read_source(file, columns=columns), columns)
                 for start in range(0, table.num_rows, chunk_size):
                     yield table.slice(start, chunk_size)
         return

@@ -22,6 +22,9 @@ masks. Padding values are irrelevant: the model replaces them before reading.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +57,35 @@ class EncoderForExport(nn.Module):
         padding = (attention_mask == 0).unsqueeze(-1)  # (B, T, 1)
         maximum = sequence.masked_fill(padding, float("-inf")).amax(dim=1)
         return out.pooler_output, maximum, sequence
+
+
+class _BelowError(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+@contextmanager
+def quiet_onnx_tools() -> Iterator[None]:
+    """Keep the exporter's and the quantizer's informational warnings off the terminal; errors still show.
+
+    ``torch.onnx`` logs one warning per torchvision operator it cannot register ("torchvision is not
+    installed", 8 lines per export), and ``onnxruntime.quantization`` advises pre-processing through the
+    root logger, which also installs a root handler (``logging.warning`` calls ``basicConfig``). Both are
+    noise for a user who asked for embeddings; the handler is removed again so the caller's logging is left
+    as it was.
+    """
+    exporter = logging.getLogger("torch.onnx")
+    root = logging.getLogger()
+    level, handlers, drop = exporter.level, list(root.handlers), _BelowError()
+    exporter.setLevel(logging.ERROR)
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        exporter.setLevel(level)
+        root.removeFilter(drop)
+        for handler in root.handlers[len(handlers):] if root.handlers[:len(handlers)] == handlers else ():
+            root.removeHandler(handler)
 
 
 def _encoder(model: PreTrainedModel) -> AstroCoModel:
@@ -101,7 +133,7 @@ def export_onnx(model: PreTrainedModel, path: str | Path, *, opset: int = DEFAUL
     batch = torch.export.Dim("batch", min=1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), quiet_onnx_tools():
         # Strict (dynamo) tracing: there `torch.compiler.is_compiling()` is true, so the model skips
         # its host-synchronising input checks and keeps the padding masks in the graph.
         program = torch.export.export(wrapper, tuple(inputs.values()),
