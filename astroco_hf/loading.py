@@ -6,11 +6,11 @@ refuses, in one line, a missing folder, a file, a folder without ``config.json``
 another size than ``config.json`` describes (transformers would print a LOAD REPORT table, then raise).
 
 A pretraining checkpoint (encoder + ``reconstruction_head``) loaded into :class:`AstroCoModel` leaves the
-reconstruction head unused, and into :class:`AstroCoForSequenceClassification` also initialises a new
-``classifier``: transformers prints a LOAD REPORT table for both, on every ``astroco embed`` / ``fewshot``
-/ ``info`` run. Those keys are expected. Encoder keys are not: a missing or unexpected encoder weight
-means the folder does not hold the model the caller thinks: then the report is printed as usual. Size
-mismatches still raise after the report, as in transformers.
+reconstruction head unused (the model declares it, so plain transformers stays quiet too), and into
+:class:`AstroCoForSequenceClassification` initialises a new ``classifier``: transformers prints a LOAD
+REPORT table for that, on every ``astroco fewshot`` run. Those keys are expected. Encoder keys are not: a
+missing or unexpected encoder weight means the folder does not hold the model the caller thinks: then the
+report is printed as usual.
 
     from astroco_hf.loading import load_pretrained
     encoder = load_pretrained(AstroCoModel, "runs/astroco-tiny")

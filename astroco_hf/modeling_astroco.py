@@ -553,6 +553,11 @@ def _masked_mean(states: torch.Tensor, weights: torch.Tensor | None) -> torch.Te
 class AstroCoModel(AstroCoPreTrainedModel):
     """The AstroCo encoder: light curves (B, T) -> per-step states (B, T, D) and embeddings (B, D)."""
 
+    # A checkpoint of a model with a head also holds the head's weights; the bare encoder loaded from it
+    # (`AutoModel`, `pipeline("feature-extraction")` on a pretraining run) drops them without a LOAD REPORT.
+    # Encoder keys that are missing or unexpected are still reported.
+    _keys_to_ignore_on_load_unexpected = [r"^reconstruction_head\.", r"^classifier\."]
+
     def __init__(self, config: AstroCoConfig) -> None:
         super().__init__(config)
         self.embeddings = AstroCoInputEmbedding(config)

@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from transformers import AutoModel
 
 from astroco_hf import AstroCoConfig, AstroCoForMaskedReconstruction, AstroCoForSequenceClassification, AstroCoModel
 from astroco_hf.cli import describe_user_error, main
@@ -215,6 +216,8 @@ def test_head_swap_without_load_report(model_dir, tmp_path):
         assert isinstance(load_pretrained(AstroCoModel, model_dir), AstroCoModel)
         classifier = load_pretrained(AstroCoForSequenceClassification, model_dir, num_labels=3)
         assert classifier.config.num_labels == 3 and not any("LOAD REPORT" in m for m in records.messages)
+        # Plain transformers too (AutoModel, pipeline("feature-extraction")): the encoder ignores head keys.
+        assert isinstance(AutoModel.from_pretrained(model_dir), AstroCoModel) and not records.messages
         from safetensors.torch import load_file, save_file
 
         broken = tmp_path / "broken"  # an encoder weight missing: the report is shown
