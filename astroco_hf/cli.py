@@ -83,15 +83,16 @@ def _library_progress_bars(shown: bool) -> Iterator[None]:
     import datasets
     import transformers
 
-    was_shown = transformers.utils.logging.is_progress_bar_enabled(), not datasets.are_progress_bars_disabled()
+    transformers_bars = transformers.utils.logging.is_progress_bar_enabled()
+    datasets_bars = not datasets.are_progress_bars_disabled()
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     try:
         yield
     finally:
-        if was_shown[0]:
+        if transformers_bars:
             transformers.utils.logging.enable_progress_bar()
-        if was_shown[1]:
+        if datasets_bars:
             datasets.enable_progress_bars()
 
 

@@ -183,8 +183,9 @@ class AstroCoFeatureExtractor(FeatureExtractionMixin):
         if isinstance(data, Mapping):
             return self._from_columns(data)
         if isinstance(data, (list, tuple, np.ndarray)):
-            matrices = [np.shape(item) for item in data if isinstance(item, np.ndarray) and item.ndim > 1]
-            if not isinstance(data, np.ndarray) and matrices:
+            matrices = [] if isinstance(data, np.ndarray) else [  # an ndarray's rows are its curves or fields
+                np.shape(item) for item in data if isinstance(item, np.ndarray) and item.ndim > 1]
+            if matrices:
                 raise ValueError(f"light-curve arrays must be 1-D, got one of shape {matrices[0]}: pass a (t, m, sigma) "
                                  "tuple of 1-D arrays per curve, or a list of them (curves of different lengths are "
                                  "not padded into a matrix)")

@@ -383,13 +383,14 @@ def _onnx_encoder(encoder: nn.Module, int8: bool, example: dict[str, torch.Tenso
     from .export.onnx import export_onnx, quiet_onnx_tools
 
     length = encoder.config.max_sequence_length  # the graph's fixed window length; shorter batches are padded
-    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings(), quiet_onnx_tools():
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter and quantizer chatter
-        graph = str(export_onnx(encoder, f"{folder}/encoder.onnx"))
+        graph = str(export_onnx(encoder, f"{folder}/encoder.onnx"))  # quiet itself
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(graph, f"{folder}/encoder-int8.onnx", weight_type=QuantType.QInt8)
+            with quiet_onnx_tools():
+                quantize_dynamic(graph, f"{folder}/encoder-int8.onnx", weight_type=QuantType.QInt8)
             graph = f"{folder}/encoder-int8.onnx"
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()

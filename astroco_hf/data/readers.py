@@ -93,10 +93,20 @@ def _as_float(
         ) from None
 
 
-def _require_columns(available: Iterable[str], required: Iterable[str], where: str) -> None:
-    missing = [name for name in required if name not in set(available)]
-    if missing:
-        raise ValueError(f"{where}: missing column(s) {missing}")
+def _require_columns(available: Iterable[str], required: Sequence[str], where: str,
+                     fields: Sequence[str] | None = None) -> None:
+    """``InputDataError`` naming the ``required`` columns ``available`` lacks, and the ones it has. With
+    ``fields`` (the :class:`ColumnMap` field of each required name: a generic file), it also says how to
+    map the file's own names."""
+    available = list(available)
+    missing = [i for i, name in enumerate(required) if name not in available]
+    if not missing:
+        return
+    message = f"{where}: missing column(s) {[required[i] for i in missing]} (columns: {available})"
+    if fields is not None:
+        message += (f"; map the file's own names with --column FIELD=NAME (astroco prepare, embed; ColumnMap in "
+                    f"Python), e.g. --column {fields[missing[0]]}=NAME")
+    raise InputDataError(message)
 
 
 def _group_offsets(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -223,11 +233,8 @@ def read_lightcurve_file(path: PathLike, columns: ColumnMap = DEFAULT_COLUMNS) -
         table = pyarrow.csv.read_csv(path)
     else:
         raise ValueError(f"{path}: unsupported file type {path.suffix!r} (expected .csv or .parquet)")
-    missing = [field for field in ("object_id", "time", "mag") if getattr(columns, field) not in table.column_names]
-    if missing:
-        raise InputDataError(f"{path}: missing column(s) {[getattr(columns, f) for f in missing]} (columns: "
-                             f"{table.column_names}); map the file's own names with --column FIELD=NAME (astroco "
-                             f"prepare, embed; ColumnMap in Python), e.g. --column {missing[0]}=NAME")
+    fields = ("object_id", "time", "mag")
+    _require_columns(table.column_names, [getattr(columns, field) for field in fields], str(path), fields)
     object_ids = pc.cast(table[columns.object_id], pa.string()).combine_chunks()
     if object_ids.null_count:
         row = int(np.flatnonzero(object_ids.is_null().to_numpy(zero_copy_only=False))[0])

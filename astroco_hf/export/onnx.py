@@ -84,7 +84,7 @@ def quiet_onnx_tools() -> Iterator[None]:
     finally:
         exporter.setLevel(level)
         root.removeFilter(drop)
-        for handler in root.handlers[len(handlers):] if root.handlers[:len(handlers)] == handlers else ():
+        for handler in [h for h in root.handlers if h not in handlers]:
             root.removeHandler(handler)
 
 
